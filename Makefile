@@ -1,0 +1,47 @@
+# Training Tricks Lab. `make lab` opens the course, `make test` runs every test.
+# Both create .venv (pinned by constraints.txt) and prepare the CIFAR-10 cache first.
+PYTHON   ?= python3
+VENV     := .venv
+PY       := $(VENV)/bin/python
+STAMP    := $(VENV)/.installed
+SHARED   := ../shared/data/cifar10-jpg.tar.gz
+PROFILE  ?= quick
+PORT     ?= 8888
+
+.PHONY: help venv data lab test nightly bench clean
+
+help:
+	@echo "make lab      set up, then open the course in JupyterLab"
+	@echo "make test     set up, then run the whole test suite (notebooks in the smoke profile)"
+	@echo "make data     prepare data/cifar10.npz (offline copy in $(SHARED) if present, else download)"
+	@echo "make nightly PROFILE=quick   run every notebook headless and write a report"
+	@echo "make bench    loader vs compute throughput"
+
+# Exact versions come from constraints.txt; pyproject.toml keeps wide ranges.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -c constraints.txt -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (Training Tricks Lab)" >/dev/null
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# The script does nothing when a valid cache exists.
+data: venv
+	@if [ -f "$(SHARED)" ]; then src="$(SHARED)"; else src=download; fi; \
+	$(PY) data_scripts/prepare_cifar10.py --source "$$src"
+
+lab: venv data
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --port=$(PORT)
+
+test: venv data
+	COURSE_PROFILE=smoke $(PY) -m pytest
+
+nightly: venv data
+	$(PY) -m course_lib.nightly --profile $(PROFILE)
+
+bench: venv data
+	$(PY) -m course_lib.bench
+
+clean:
+	rm -rf notebooks/results results reports test-artifacts .pytest_cache

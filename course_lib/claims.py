@@ -1,0 +1,100 @@
+"""The claims ledger: the rules of thumb the course tests, and verdicts computed from measurements.
+
+``claims.md`` (a copy of ``../shared/claims.md`` shipped with the package) is parsed into
+``{id: {"claim", "source", "section"}}``. A verdict is always computed from numbers by one of
+the functions below; it is never typed by hand.
+"""
+from __future__ import annotations
+
+import math
+import re
+import statistics
+from functools import lru_cache
+from pathlib import Path
+
+VERDICTS = ("supported", "not supported", "inconclusive")
+CLAIMS_FILE = Path(__file__).with_name("claims.md")
+
+
+@lru_cache(maxsize=None)
+def load_claims(path: str | None = None) -> dict:
+    """Parse the markdown tables of claims into a dict keyed by claim ID."""
+    text = Path(path or CLAIMS_FILE).read_text(encoding="utf-8")
+    claims, section = {}, ""
+    for line in text.splitlines():
+        if line.startswith("## "):
+            section = line[3:].strip()
+        m = re.match(r"^\|\s*([A-Z]+-\d+)\s*\|(.+)\|(.+)\|\s*$", line)
+        if m:
+            claims[m.group(1)] = {"claim": m.group(2).strip(), "source": m.group(3).strip(),
+                                  "section": section}
+    return claims
+
+
+def claim_text(claim_id: str) -> str:
+    """The English text of a claim; raises KeyError naming the known IDs' pattern if unknown."""
+    claims = load_claims()
+    if claim_id not in claims:
+        raise KeyError(f"unknown claim ID {claim_id!r}: use an ID from claims.md (e.g. LR-1, DO-2)")
+    return claims[claim_id]["claim"]
+
+
+def make_verdict(claim_id: str, verdict: str, evidence: dict, summary: str) -> dict:
+    """A verdict record: claim ID and text, verdict, the numbers behind it and a one-line summary."""
+    if verdict not in VERDICTS:
+        raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
+    return {"claim": claim_id, "text": claim_text(claim_id), "verdict": verdict,
+            "evidence": evidence, "summary": summary}
+
+
+def spread(values) -> float:
+    """Seed-to-seed spread: the sample standard deviation (0 for a single value)."""
+    values = [float(v) for v in values]
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def compare(claim_id: str, treatment, control, what: str, expect: str = "higher",
+            min_runs: int = 2, label_t: str = "treatment", label_c: str = "control") -> dict:
+    """Verdict on "``treatment`` gives a {higher|lower} ``what`` than ``control``".
+
+    ``treatment`` and ``control`` are lists of measurements, one per seed. The effect is the
+    difference of means; the noise is the larger of the two seed-to-seed standard deviations.
+    Fewer than ``min_runs`` runs per arm, or an effect no larger than the noise, is
+    ``inconclusive``; otherwise ``supported`` if the effect has the expected sign, else
+    ``not supported``.
+    """
+    if expect not in ("higher", "lower"):
+        raise ValueError(f"expect must be 'higher' or 'lower', got {expect!r}")
+    t, c = [float(v) for v in treatment], [float(v) for v in control]
+    if not t or not c:
+        raise ValueError("compare needs at least one measurement per arm")
+    effect = statistics.fmean(t) - statistics.fmean(c)
+    noise = max(spread(t), spread(c))
+    evidence = {f"{label_t}_mean": statistics.fmean(t), f"{label_c}_mean": statistics.fmean(c),
+                "effect": effect, "noise": noise, "runs": [len(t), len(c)],
+                label_t: t, label_c: c}
+    sign = 1 if expect == "higher" else -1
+    if min(len(t), len(c)) < min_runs:
+        verdict, why = "inconclusive", f"too few runs ({min(len(t), len(c))} < {min_runs} per arm)"
+    elif abs(effect) <= noise or math.isnan(effect):
+        verdict, why = "inconclusive", f"effect {effect:+.4g} within seed spread {noise:.4g}"
+    else:
+        verdict = "supported" if sign * effect > 0 else "not supported"
+        why = f"effect {effect:+.4g} vs seed spread {noise:.4g}"
+    summary = (f"{what}: {label_t} {statistics.fmean(t):.4g} vs {label_c} {statistics.fmean(c):.4g} "
+               f"({why}; expected {expect})")
+    return make_verdict(claim_id, verdict, evidence, summary)
+
+
+def check_range(claim_id: str, value: float, low: float, high: float, what: str) -> dict:
+    """Verdict on "``what`` lies in [low, high]": a single deterministic measurement against a
+    stated expectation (e.g. the initial loss near ln 10)."""
+    ok = low <= float(value) <= high
+    return make_verdict(claim_id, "supported" if ok else "not supported",
+                        {"value": float(value), "low": low, "high": high},
+                        f"{what} = {float(value):.4g}; expected in [{low:.4g}, {high:.4g}]")
+
+
+def check_true(claim_id: str, holds: bool, evidence: dict, summary: str) -> dict:
+    """Verdict from a boolean computed from measurements in ``evidence`` (state it in ``summary``)."""
+    return make_verdict(claim_id, "supported" if holds else "not supported", evidence, summary)

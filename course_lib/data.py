@@ -1,0 +1,145 @@
+"""CIFAR-10 on the device: uint8 tensors, splits, normalisation and batched per-sample augmentation.
+
+The whole split stays on the device as uint8 (150 MB for CIFAR-10's training set); a batch is
+an index into it, augmented and normalised with tensor ops, so there is no per-sample Python and
+no DataLoader worker in the hot loop.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+
+from .datasets import default_cache_path, load_cache_file
+
+PREPARE_HINT = ("make data   (or: python data_scripts/prepare_cifar10.py --source "
+                "../shared/data/cifar10-jpg.tar.gz, or --source download with internet)")
+
+
+def load_cifar10(device="cpu", cache_path: str | Path | None = None, val_size: int = 5000,
+                 train_size: int | None = None, test_size: int | None = None,
+                 split_seed: int = 0) -> dict:
+    """Load the prepared cache onto ``device`` and carve a stratified validation split.
+
+    Returns a dict: ``train_x, train_y, val_x, val_y, test_x, test_y`` (uint8 N,3,H,W and int64
+    tensors on the device), ``classes``, ``mean`` and ``std`` (per channel, from the *training*
+    split only, DBG-3) and ``provenance``. ``train_size``/``test_size`` take stratified subsets
+    (for fast profiles). The split depends on ``split_seed`` only, so changing the training seed
+    does not move images between train and validation.
+    """
+    path = Path(cache_path) if cache_path else default_cache_path()
+    if not path.exists():
+        raise FileNotFoundError(f"CIFAR-10 cache not found at {path}. Prepare it with: {PREPARE_HINT}")
+    c = load_cache_file(path)
+    x, y = c["train_x"], c["train_y"]
+    idx = np.arange(len(y))
+    tr_idx, va_idx = train_test_split(idx, test_size=val_size, stratify=y, random_state=split_seed)
+    if train_size is not None and train_size < len(tr_idx):
+        tr_idx = stratified_subset(y, tr_idx, train_size, split_seed)
+    te_idx = np.arange(len(c["test_y"]))
+    if test_size is not None and test_size < len(te_idx):
+        te_idx = stratified_subset(c["test_y"], te_idx, test_size, split_seed)
+
+    def to_dev(a, i):
+        return torch.from_numpy(np.ascontiguousarray(a[np.sort(i)])).to(device)
+
+    out = {"train_x": to_dev(x, tr_idx), "train_y": to_dev(y, tr_idx),
+           "val_x": to_dev(x, va_idx), "val_y": to_dev(y, va_idx),
+           "test_x": to_dev(c["test_x"], te_idx), "test_y": to_dev(c["test_y"], te_idx),
+           "classes": c["classes"], "provenance": c["provenance"]}
+    out["mean"], out["std"] = channel_stats(out["train_x"])
+    return out
+
+
+def stratified_subset(y: np.ndarray, idx: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """``size`` indices from ``idx`` with the class proportions of ``y[idx]`` (scikit-learn does the split)."""
+    keep, _ = train_test_split(idx, train_size=size, stratify=y[idx], random_state=seed)
+    return keep
+
+
+def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std of uint8 images, on the 0-1 scale, as float32 (3,) tensors."""
+    xf = x.float().div_(255)
+    return xf.mean(dim=(0, 2, 3)), xf.std(dim=(0, 2, 3))
+
+
+def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
+              channels_last: bool = True) -> torch.Tensor:
+    """uint8 images -> float32, zero mean and unit variance per channel (training-set statistics)."""
+    out = (x.float().div_(255) - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+    return out.contiguous(memory_format=torch.channels_last) if channels_last else out
+
+
+def denormalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`normalize`, back to 0-1 floats (for showing images)."""
+    return (x * std.view(1, -1, 1, 1) + mean.view(1, -1, 1, 1)).clamp(0, 1)
+
+
+def random_translate(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
+    """Random crop after reflect padding, with its own offset for every image of the batch.
+
+    Written here because torchvision.transforms.v2 draws one random crop per call (per batch).
+    Works for any H, W (non-square too): output shape equals input shape.
+    """
+    if pad <= 0:
+        return x
+    n, c, h, w = x.shape
+    padded = torch.nn.functional.pad(x.float() if x.dtype == torch.uint8 else x, (pad,) * 4,
+                                     mode="reflect").to(x.dtype)
+    dy = torch.randint(0, 2 * pad + 1, (n,), device=x.device, generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (n,), device=x.device, generator=generator)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # n,1,h,1
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # n,1,1,w
+    batch = torch.arange(n, device=x.device)[:, None, None, None]
+    chan = torch.arange(c, device=x.device)[None, :, None, None]
+    return padded[batch, chan, rows, cols]
+
+
+def random_flip(x: torch.Tensor, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
+    """Flip each image left-right with probability ``p``, independently per image."""
+    mask = torch.rand(x.shape[0], device=x.device, generator=generator) < p
+    return torch.where(mask[:, None, None, None], x.flip(-1), x)
+
+
+def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4, flip: bool = True) -> torch.Tensor:
+    """The standard CIFAR-10 augmentation, per sample, batched: random translation + flip."""
+    x = random_translate(x, pad, generator)
+    return random_flip(x, generator) if flip else x
+
+
+def batch_indices(n: int, batch_size: int, generator: torch.Generator | None = None,
+                  shuffle: bool = True, drop_last: bool = False, device="cpu"):
+    """Yield index tensors that cover ``range(n)`` in batches (shuffled with ``generator``)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    order = (torch.randperm(n, device=device, generator=generator) if shuffle
+             else torch.arange(n, device=device))
+    stop = n - n % batch_size if drop_last and n >= batch_size else n
+    for start in range(0, stop, batch_size):
+        yield order[start:start + batch_size]
+
+
+def train_batches(data: dict, batch_size: int, generator: torch.Generator, aug: bool = True,
+                  pad: int = 4, flip: bool = True, channels_last: bool = True,
+                  x_key: str = "train_x", y_key: str = "train_y"):
+    """One epoch of shuffled, augmented, normalised training batches ``(x, y)`` from ``data``.
+
+    The last partial batch is dropped (when there is more than one batch) so batch-norm
+    statistics never come from a handful of images.
+    """
+    x_all, y_all = data[x_key], data[y_key]
+    for idx in batch_indices(len(y_all), batch_size, generator, shuffle=True, drop_last=True,
+                             device=x_all.device):
+        x = x_all[idx]
+        if aug:
+            x = augment(x, generator, pad=pad, flip=flip)
+        yield normalize(x, data["mean"], data["std"], channels_last), y_all[idx]
+
+
+def make_generator(seed: int, device) -> torch.Generator:
+    """A torch.Generator on ``device`` seeded with ``seed`` (shuffling and augmentation draw from it)."""
+    g = torch.Generator(device=torch.device(device))
+    g.manual_seed(int(seed))
+    return g

@@ -1,0 +1,142 @@
+"""Control panels for live experiments: validated inputs, Run and Stop buttons, live curves.
+
+The experiment is a plain function ``run(params, report, should_stop) -> history`` that the
+notebook also calls directly, so headless runs never depend on a widget callback. The panel
+runs it in a background thread (the notebook stays responsive), streams the curves into an
+image, and a Stop button ends it at the next step, keeping the history so far.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import traceback
+
+import ipywidgets as W
+from matplotlib.figure import Figure
+
+from .plots import figure_png, plot_history
+
+
+def validate(spec: dict, values: dict) -> tuple[dict, list[str]]:
+    """Check ``values`` against ``spec``; returns (clean values, error messages).
+
+    A spec entry is ``{"kind": "int"|"float"|"choice"|"bool", "value": default, "min": ..,
+    "max": .., "options": [...], "label": ".."}``. Each error names the allowed range.
+    """
+    clean, errors = {}, []
+    for name, s in spec.items():
+        v, label = values.get(name, s["value"]), s.get("label", name)
+        kind = s["kind"]
+        if kind in ("int", "float"):
+            try:
+                v = int(v) if kind == "int" and float(v) == int(float(v)) else float(v)
+            except (TypeError, ValueError):
+                errors.append(f"{label}: {v!r} is not a number; allowed {s['min']} to {s['max']}")
+                continue
+            if kind == "int" and not isinstance(v, int):
+                errors.append(f"{label}: {v} is not a whole number; allowed {s['min']} to {s['max']}")
+                continue
+            if math.isnan(v) or not s["min"] <= v <= s["max"]:
+                errors.append(f"{label}: {v} is out of range; allowed {s['min']} to {s['max']}")
+                continue
+        elif kind == "choice" and v not in s["options"]:
+            errors.append(f"{label}: {v!r} is not one of {s['options']}")
+            continue
+        elif kind == "bool":
+            v = bool(v)
+        clean[name] = v
+    return clean, errors
+
+
+def make_input(name: str, s: dict) -> W.Widget:
+    """One input widget for a spec entry. Number boxes do not clamp: ``validate`` refuses bad values."""
+    label = s.get("label", name)
+    style = {"description_width": "140px"}
+    if s["kind"] == "choice":
+        return W.Dropdown(options=s["options"], value=s["value"], description=label, style=style)
+    if s["kind"] == "bool":
+        return W.Checkbox(value=s["value"], description=label, style=style)
+    box = W.IntText if s["kind"] == "int" else W.FloatText
+    return box(value=s["value"], description=label, style=style,
+               tooltip=f"allowed {s['min']} to {s['max']}")
+
+
+def history_png(history: dict, title: str = "") -> bytes:
+    """Render a history's curves to PNG without pyplot (safe from a background thread)."""
+    fig = Figure(figsize=(10, 3.5))
+    axes = fig.subplots(1, 2)
+    if history["epoch"]["epoch"]:
+        plot_history(history, axes=axes, title=title)
+    else:
+        axes[0].plot(history["step"]["loss"])
+        axes[0].set(xlabel="step", ylabel="training loss", title=title or "first epoch running")
+    return figure_png(fig)
+
+
+def control_panel(spec: dict, run, title: str = "Experiment", render=history_png) -> W.VBox:
+    """A panel with one input per ``spec`` entry, Run and Stop buttons, a status line and a
+    live image of the curves.
+
+    ``run(params, report, should_stop)`` does the work and returns a history; it calls
+    ``report(history)`` whenever it has something new to show. ``render(history, title)``
+    turns a history into PNG bytes. The panel keeps the last finished (or stopped) history in
+    ``panel.result`` and the running thread in ``panel.thread``.
+    """
+    inputs = {name: make_input(name, s) for name, s in spec.items()}
+    run_btn = W.Button(description="Run", button_style="success", icon="play")
+    stop_btn = W.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
+    status = W.HTML(value="<i>Set the parameters and press Run.</i>")
+    image = W.Image(format="png", layout=W.Layout(max_width="900px"))
+    panel = W.VBox([W.HTML(f"<h4>{title}</h4>"), W.VBox(list(inputs.values())),
+                    W.HBox([run_btn, stop_btn]), status, image])
+    panel.result, panel.thread, panel.inputs = None, None, inputs
+    panel.run_button, panel.stop_button, panel.status, panel.image = run_btn, stop_btn, status, image
+    stop_event = threading.Event()
+
+    def report(history):
+        image.value = render(history, title)
+
+    def work(params):
+        try:
+            history = run(params, report, stop_event.is_set)
+            panel.result = history
+            if history is not None:
+                report(history)
+            how = (history or {}).get("stopped") or "finished"
+            status.value = f"<b>{how}</b> with {params}"
+        except Exception as exc:  # shown in the panel: the panel is interactive-only
+            panel.result = getattr(exc, "history", None)
+            status.value = (f"<span style='color:#cf222e'><b>{type(exc).__name__}:</b> {exc}</span>"
+                            f"<pre style='font-size:10px'>{traceback.format_exc(limit=3)}</pre>")
+        finally:
+            run_btn.disabled, stop_btn.disabled = False, True
+
+    def on_run(_):
+        if panel.thread is not None and panel.thread.is_alive():
+            status.value = "<span style='color:#9a6700'>A run is already going: press Stop first.</span>"
+            return
+        params, errors = validate(spec, {k: w.value for k, w in inputs.items()})
+        if errors:
+            status.value = "<span style='color:#cf222e'>" + "<br>".join(errors) + "</span>"
+            return
+        stop_event.clear()
+        stop_btn.disabled = False
+        status.value = f"running with {params} ..."
+        panel.thread = threading.Thread(target=work, args=(params,), daemon=True)
+        panel.thread.start()
+
+    def on_stop(_):
+        stop_event.set()
+        status.value = "stopping at the next step ..."
+
+    run_btn.on_click(on_run)
+    stop_btn.on_click(on_stop)
+    return panel
+
+
+def history_reporter(report, every_steps: int = 20):
+    """A ``fit`` callback that calls ``report(history)`` every epoch and every ``every_steps`` steps."""
+    def callback(event, history, model):
+        if event == "epoch" or len(history["step"]["loss"]) % every_steps == 0:
+            report(history)
+    return callback

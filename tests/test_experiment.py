@@ -1,0 +1,56 @@
+"""Profiles, setup and the results JSON."""
+import json
+
+import pytest
+import torch
+
+from course_lib import claims, experiment as E
+
+
+def test_profile_resolution(monkeypatch):
+    monkeypatch.delenv("COURSE_PROFILE", raising=False)
+    assert E.resolve_profile("auto", torch.device("cpu")) == "quick"
+    assert E.resolve_profile("auto", torch.device("cuda")) == "full"
+    assert E.resolve_profile("smoke") == "smoke"
+    monkeypatch.setenv("COURSE_PROFILE", "smoke")
+    assert E.resolve_profile("auto", torch.device("cuda")) == "smoke"
+    assert E.resolve_profile("full") == "full"  # an explicit profile wins over the variable
+    with pytest.raises(ValueError, match="profile must be one of"):
+        E.resolve_profile("fast")
+
+
+def test_pick():
+    assert E.pick("quick", 1, 2, 3) == 2
+
+
+def test_setup_loads_profile_sizes(tiny_cache, monkeypatch, capsys):
+    monkeypatch.setattr(E, "load_cifar10", lambda dev, **kw: {"kw": kw, **_fake()})
+    ctx = E.setup("smoke", seed=3, notebook="nb")
+    assert ctx.profile == "smoke" and ctx.seed == 3 and ctx.data["kw"]["train_size"] == 2000
+    assert "[nb] profile=smoke" in capsys.readouterr().out
+
+
+def _fake():
+    z = torch.zeros(1)
+    return {"train_y": z, "val_y": z, "test_y": z}
+
+
+def test_record_writes_json_with_verdicts_metrics_and_environment(tmp_path):
+    ctx = E.Context(profile="smoke", seed=0, device=torch.device("cpu"), data=None, notebook="99_test")
+    v = [claims.check_range("DBG-1", 2.3, 2.0, 2.6, "initial loss")]
+    path = E.record(ctx, tmp_path, {"acc": E.metric(0.5), "nan": float("nan"), "t": torch.tensor(2.0)},
+                    v, params={"lr": 0.1})
+    got = json.loads(path.read_text())
+    assert path.name == "99_test.json"
+    assert got["verdicts"][0]["claim"] == "DBG-1" and got["verdicts"][0]["verdict"] == "supported"
+    assert got["metrics"]["acc"] == {"value": 0.5, "higher_is_better": True}
+    assert got["metrics"]["nan"] == "nan" and got["metrics"]["t"] == 2.0
+    assert got["params"] == {"lr": 0.1} and got["profile"] == "smoke"
+    assert {"torch", "torchvision", "device", "git_commit"} <= set(got["environment"])
+
+
+def test_record_refuses_unknown_claims(tmp_path):
+    ctx = E.Context(profile="smoke", seed=0, device=torch.device("cpu"), data=None, notebook="x")
+    bad = {"claim": "NOPE-1", "verdict": "supported", "text": "", "evidence": {}, "summary": ""}
+    with pytest.raises(KeyError):
+        E.record(ctx, tmp_path, {}, [bad], {}, show=False)
