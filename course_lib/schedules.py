@@ -66,3 +66,41 @@ def lr_curve(name: str, total_steps: int, lr: float = 0.1, **kw) -> list[float]:
         if not isinstance(sched, S.ReduceLROnPlateau):
             sched.step()
     return lrs
+
+
+def restart_ends(total_steps: int, T_0: int, T_mult: int = 1, warmup_steps: int = 0) -> list[int]:
+    """Step counts (1-based: optimisation steps done) at which each ``CosineAnnealingWarmRestarts``
+    cycle ends, within ``total_steps``; cycles are ``T_0``, ``T_0*T_mult``, ... steps long.
+
+    Only complete cycles are listed, so the last entry equals ``total_steps`` only when the run
+    ends exactly at a cycle end. ``warmup_steps`` shifts every end (``make_scheduler`` runs the
+    warmup first). These are the moments the LR is lowest: the points to take snapshots (SGDR).
+    """
+    if int(T_0) != T_0 or T_0 < 1:
+        raise ValueError(f"T_0 must be a whole number of steps >= 1, got {T_0}")
+    if int(T_mult) != T_mult or T_mult < 1:
+        raise ValueError(f"T_mult must be a whole number >= 1 (torch requires it), got {T_mult}")
+    ends, end, length = [], int(warmup_steps), int(T_0)
+    while end + length <= total_steps:
+        end += length
+        ends.append(end)
+        length *= int(T_mult)
+    return ends
+
+
+def snapshot_callback(at_steps):
+    """A ``fit`` callback that keeps copies of the model's weights at chosen steps.
+
+    Returns ``(callback, snapshots)``: on the "step" event, when the number of steps done
+    (``len(history["step"]["loss"])``) is in ``at_steps``, it appends
+    ``{"step": n, "state_dict": ...}`` with every tensor copied to the CPU (later training and
+    device memory do not touch it). Pair with ``restart_ends`` for a snapshot ensemble.
+    """
+    wanted, snapshots = {int(s) for s in at_steps}, []
+
+    def callback(event, history, model):
+        n = len(history["step"]["loss"])
+        if event == "step" and n in wanted:
+            state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            snapshots.append({"step": n, "state_dict": state})
+    return callback, snapshots
