@@ -3,12 +3,15 @@
 The experiment is a plain function ``run(params, report, should_stop) -> history`` that the
 notebook also calls directly, so headless runs never depend on a widget callback. The panel
 runs it in a background thread (the notebook stays responsive), streams the curves into an
-image, and a Stop button ends it at the next step, keeping the history so far.
+image, and a Stop button ends it at the next step, keeping the history so far. With a
+``cache`` scope (``course_lib.cache``), a run that matches an earlier finished one shows the
+stored curves at once, which lets a lecturer skip the wait.
 """
 from __future__ import annotations
 
 import math
 import threading
+import time
 import traceback
 
 import ipywidgets as W
@@ -61,6 +64,14 @@ def make_input(name: str, s: dict) -> W.Widget:
                tooltip=f"allowed {s['min']} to {s['max']}")
 
 
+def input_row(name: str, s: dict, widget: W.Widget) -> W.Widget:
+    """The input with its allowed range written beside it (students see the limits up front)."""
+    if s["kind"] not in ("int", "float"):
+        return widget
+    hint = W.HTML(f"<span style='color:#57606a'>allowed {s['min']} to {s['max']}</span>")
+    return W.HBox([widget, hint])
+
+
 def history_png(history: dict, title: str = "") -> bytes:
     """Render a history's curves to PNG without pyplot (safe from a background thread)."""
     fig = Figure(figsize=(10, 3.5))
@@ -73,37 +84,88 @@ def history_png(history: dict, title: str = "") -> bytes:
     return figure_png(fig)
 
 
-def control_panel(spec: dict, run, title: str = "Experiment", render=history_png) -> W.VBox:
+def describe(params: dict) -> str:
+    """Parameters as a short readable line, e.g. ``lr=0.1, batch_size=64``."""
+    return ", ".join(f"{k}={v}" for k, v in params.items())
+
+
+def progress_note(history) -> str:
+    """``step N, epoch E`` for a fit history (empty for other results)."""
+    if not isinstance(history, dict):
+        return ""
+    steps = len(history.get("step", {}).get("loss", []))
+    epochs = len(history.get("epoch", {}).get("epoch", []))
+    return f"step {steps}, {epochs} epochs done" if steps else ""
+
+
+def control_panel(spec: dict, run, title: str = "Experiment", render=history_png,
+                  cache: dict | None = None, refresh_s: float = 0.5) -> W.VBox:
     """A panel with one input per ``spec`` entry, Run and Stop buttons, a status line and a
     live image of the curves.
 
     ``run(params, report, should_stop)`` does the work and returns a history; it calls
-    ``report(history)`` whenever it has something new to show. ``render(history, title)``
-    turns a history into PNG bytes. The panel keeps the last finished (or stopped) history in
-    ``panel.result`` and the running thread in ``panel.thread``.
+    ``report(history)`` whenever it has something new to show (the image is redrawn at most
+    every ``refresh_s`` seconds, because drawing costs training time). ``render(history,
+    title)`` turns a history into PNG bytes. The run goes in a background thread, so the
+    notebook stays usable; Stop ends it at the next step and keeps the history so far; a second
+    Run while one is going is refused with a message.
+
+    ``cache`` (a scope from ``course_lib.cache.scope(notebook, profile, seed=.., device=..)``)
+    turns on the results cache: a Run whose parameters, scope and ``run`` source match an
+    earlier finished run shows the stored result at once, with a note saying so, unless
+    "fresh run" is ticked; every finished run is stored.
+
+    The panel keeps the last result in ``panel.result`` and the running thread in
+    ``panel.thread``; ``panel.inputs``, ``run_button``, ``stop_button``, ``fresh``, ``status``
+    and ``image`` are its widgets.
     """
+    from . import cache as results_cache
+
     inputs = {name: make_input(name, s) for name, s in spec.items()}
     run_btn = W.Button(description="Run", button_style="success", icon="play")
     stop_btn = W.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
+    fresh = W.Checkbox(value=False, description="fresh run (ignore the cache)", indent=False,
+                       layout=W.Layout(display="" if cache is not None else "none"))
     status = W.HTML(value="<i>Set the parameters and press Run.</i>")
     image = W.Image(format="png", layout=W.Layout(max_width="900px"))
-    panel = W.VBox([W.HTML(f"<h4>{title}</h4>"), W.VBox(list(inputs.values())),
-                    W.HBox([run_btn, stop_btn]), status, image])
-    panel.result, panel.thread, panel.inputs = None, None, inputs
+    rows = [input_row(name, spec[name], w) for name, w in inputs.items()]
+    panel = W.VBox([W.HTML(f"<h4>{title}</h4>"), W.VBox(rows), W.HBox([run_btn, stop_btn, fresh]),
+                    status, image])
+    panel.result, panel.thread, panel.inputs, panel.fresh = None, None, inputs, fresh
     panel.run_button, panel.stop_button, panel.status, panel.image = run_btn, stop_btn, status, image
     stop_event = threading.Event()
+    key_scope = None if cache is None else {**cache, "run": results_cache.function_source(run)}
 
-    def report(history):
-        image.value = render(history, title)
+    def work(params, key):
+        t0, last = time.monotonic(), [-math.inf]
 
-    def work(params):
+        def report(history, force=False):
+            now = time.monotonic()
+            if force or now - last[0] >= refresh_s:
+                last[0] = now
+                image.value = render(history, title)
+                if not stop_event.is_set():
+                    status.value = (f"running with {describe(params)} ... {now - t0:.0f} s "
+                                    f"{progress_note(history)}")
+
         try:
             history = run(params, report, stop_event.is_set)
             panel.result = history
             if history is not None:
-                report(history)
-            how = (history or {}).get("stopped") or "finished"
-            status.value = f"<b>{how}</b> with {params}"
+                report(history, force=True)
+            how = (history or {}).get("stopped") if isinstance(history, dict) else None
+            if how:
+                status.value = (f"<b>stopped ({how})</b> after {time.monotonic() - t0:.0f} s, "
+                                f"{progress_note(history)}; the curves so far are kept. ({describe(params)})")
+                return
+            note = ""
+            if key is not None and results_cache.is_complete(history):
+                try:
+                    results_cache.store(key, history, params=params, scope=cache)
+                    note = " Saved to the results cache."
+                except (OSError, TypeError) as exc:
+                    note = f" Not cached: {exc}."
+            status.value = f"<b>finished</b> in {time.monotonic() - t0:.0f} s with {describe(params)}.{note}"
         except Exception as exc:  # shown in the panel: the panel is interactive-only
             panel.result = getattr(exc, "history", None)
             status.value = (f"<span style='color:#cf222e'><b>{type(exc).__name__}:</b> {exc}</span>"
@@ -117,12 +179,22 @@ def control_panel(spec: dict, run, title: str = "Experiment", render=history_png
             return
         params, errors = validate(spec, {k: w.value for k, w in inputs.items()})
         if errors:
-            status.value = "<span style='color:#cf222e'>" + "<br>".join(errors) + "</span>"
+            status.value = ("<span style='color:#cf222e'>" + "<br>".join(errors)
+                            + "</span><br>Nothing was run; correct the value and press Run again.")
+            return
+        key = None if key_scope is None else results_cache.make_key(key_scope, params)
+        entry = None if key is None or fresh.value else results_cache.load(key)
+        if entry is not None:
+            panel.result = entry["result"]
+            image.value = render(panel.result, title)
+            status.value = (f"<b>cached</b>: the stored result of a finished run with {describe(params)} "
+                            f"(saved {entry['saved']}, same code and profile). Tick <i>fresh run</i> "
+                            f"to train again.")
             return
         stop_event.clear()
         stop_btn.disabled = False
-        status.value = f"running with {params} ..."
-        panel.thread = threading.Thread(target=work, args=(params,), daemon=True)
+        status.value = f"running with {describe(params)} ..."
+        panel.thread = threading.Thread(target=work, args=(params, key), daemon=True)
         panel.thread.start()
 
     def on_stop(_):

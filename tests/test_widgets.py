@@ -75,3 +75,57 @@ def test_an_exception_in_the_run_is_shown_in_the_panel():
     assert wait_for(lambda: not panel.thread.is_alive())
     assert "RuntimeError" in panel.status.value and "pretend" in panel.status.value
     assert not panel.run_button.disabled
+
+
+def test_panel_shows_a_cached_result_at_once_unless_a_fresh_run_is_asked(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    calls = []
+
+    def counting(params, report, should_stop):
+        calls.append(params)
+        return {"stopped": None, "step": {"loss": [params["lr"], 0.5]}, "epoch": {"epoch": []}}
+    render = lambda h, t: b"png" + repr(h["step"]["loss"]).encode()
+    scope = {"notebook": "test", "profile": "smoke", "version": "v1", "seed": 0}
+    panel = control_panel(SPEC, counting, render=render, cache=scope)
+    assert panel.fresh.layout.display != "none"
+    panel.run_button.click()
+    assert wait_for(lambda: not panel.thread.is_alive()) and "Saved to the results cache" in panel.status.value
+    first_image, first_thread = panel.image.value, panel.thread
+    panel.image.value = b""
+    panel.run_button.click()  # same parameters: no training, the stored curves at once
+    assert panel.thread is first_thread and len(calls) == 1
+    assert "cached" in panel.status.value and panel.image.value == first_image
+    panel.inputs["lr"].value = 0.2  # a changed parameter misses
+    panel.run_button.click()
+    assert wait_for(lambda: not panel.thread.is_alive()) and len(calls) == 2
+    panel.fresh.value = True  # asked for a fresh run: trains again although it is cached
+    panel.run_button.click()
+    assert wait_for(lambda: not panel.thread.is_alive()) and len(calls) == 3
+    other = control_panel(SPEC, counting, render=render, cache={**scope, "version": "v2"})
+    other.inputs["lr"].value = 0.2  # same parameters, new code version: a miss
+    other.run_button.click()
+    assert wait_for(lambda: not other.thread.is_alive()) and len(calls) == 4
+
+
+def test_a_stopped_run_is_not_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    panel = control_panel(SPEC, fake_training, render=lambda h, t: b"x", cache={"notebook": "t"})
+    panel.run_button.click()
+    time.sleep(0.1)
+    panel.stop_button.click()
+    assert wait_for(lambda: not panel.thread.is_alive()) and "stopped (requested)" in panel.status.value
+    assert list(tmp_path.glob("*.json")) == []
+    panel.run_button.click()
+    assert panel.thread.is_alive() and "cached" not in panel.status.value
+    panel.stop_button.click()
+    assert wait_for(lambda: not panel.thread.is_alive())
+
+
+def test_without_a_cache_the_fresh_box_is_hidden_and_nothing_is_stored(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    panel = control_panel(SPEC, lambda p, r, s: {"stopped": None, "step": {"loss": [1.0]}, "epoch": {"epoch": []}},
+                          render=lambda h, t: b"x")
+    assert panel.fresh.layout.display == "none"
+    panel.run_button.click()
+    assert wait_for(lambda: not panel.thread.is_alive()) and "finished" in panel.status.value
+    assert list(tmp_path.iterdir()) == []
