@@ -26,7 +26,8 @@ def load_cifar10(device="cpu", cache_path: str | Path | None = None, val_size: i
     Returns a dict: ``train_x, train_y, val_x, val_y, test_x, test_y`` (uint8 N,3,H,W and int64
     tensors on the device), ``classes``, ``mean`` and ``std`` (per channel, from the *training*
     split only, DBG-3) and ``provenance``. ``train_size``/``test_size`` take stratified subsets
-    (for fast profiles). The split depends on ``split_seed`` only, so changing the training seed
+    (for fast profiles). Every split is in a random order fixed by ``split_seed`` (the files on
+    disk are sorted by class), so a prefix such as ``train_x[:n]`` is a random sample. The split depends on ``split_seed`` only, so changing the training seed
     does not move images between train and validation.
     """
     path = Path(cache_path) if cache_path else default_cache_path()
@@ -38,12 +39,12 @@ def load_cifar10(device="cpu", cache_path: str | Path | None = None, val_size: i
     tr_idx, va_idx = train_test_split(idx, test_size=val_size, stratify=y, random_state=split_seed)
     if train_size is not None and train_size < len(tr_idx):
         tr_idx = stratified_subset(y, tr_idx, train_size, split_seed)
-    te_idx = np.arange(len(c["test_y"]))
+    te_idx = np.random.default_rng(split_seed).permutation(len(c["test_y"]))
     if test_size is not None and test_size < len(te_idx):
         te_idx = stratified_subset(c["test_y"], te_idx, test_size, split_seed)
 
-    def to_dev(a, i):
-        return torch.from_numpy(np.ascontiguousarray(a[np.sort(i)])).to(device)
+    def to_dev(a, i):  # i is in a random order (fixed by split_seed): any prefix is a random sample
+        return torch.from_numpy(np.ascontiguousarray(a[i])).to(device)
 
     out = {"train_x": to_dev(x, tr_idx), "train_y": to_dev(y, tr_idx),
            "val_x": to_dev(x, va_idx), "val_y": to_dev(y, va_idx),

@@ -68,6 +68,8 @@ def test_load_splits_are_stratified_disjoint_and_stats_come_from_train(tiny_cach
     # the split depends on split_seed only
     d2 = D.load_cifar10(cache_path=tiny_cache, val_size=30)
     assert torch.equal(d["val_x"], d2["val_x"])
+    # files are stored sorted by class; a prefix of any split must still mix the classes
+    assert len(d["train_y"][:12].unique()) == 3 and len(d["test_y"][:12].unique()) == 3
     sub = D.load_cifar10(cache_path=tiny_cache, val_size=30, train_size=30, test_size=6)
     assert torch.bincount(sub["train_y"]).tolist() == [10, 10, 10] and len(sub["test_y"]) == 6
 
