@@ -222,8 +222,8 @@ def gains_figure(summaries: dict, title: str = "") -> Figure:
 def render_panel(result: dict, title: str = "") -> bytes:
     """PNG for the widget panel: the gains chart above the text table of ``result["summary"]``."""
     fig = gains_figure({result["label"]: result["summary"]}, title)
-    fig.set_size_inches(10, 6)
-    fig.subplots_adjust(bottom=0.45)
+    fig.set_size_inches(10, 5.5)
+    fig.subplots_adjust(bottom=0.36)
     fig.text(0.01, 0.02, "\n".join(table_rows(result["summary"])), family="monospace", fontsize=8)
     return figure_png(fig)
 
