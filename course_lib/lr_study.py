@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from .claims import make_verdict
+from .claims import make_verdict, spread
 from .plots import figure_png
 from .schedules import lr_curve, restart_ends, snapshot_callback
 from .train import fit, predict_logits
@@ -161,10 +161,9 @@ def summary_rows(finals: dict) -> list[str]:
     mean and seed-to-seed spread of the final and best validation accuracy."""
     rows = [f"{'schedule':16s} {'final val acc':>18s} {'best val acc':>18s}  best epoch per seed"]
     for arm, r in finals.items():
-        f, b = np.array(r["final"]) * 100, np.array(r["best"]) * 100
-        sd = (lambda a: statistics.stdev(a) if len(a) > 1 else 0.0)
-        rows.append(f"{arm:16s} {f.mean():8.2f} ± {sd(f):5.2f} % {b.mean():8.2f} ± {sd(b):5.2f} %  "
-                    f"{r['best_epoch']}")
+        f, b = [100 * v for v in r["final"]], [100 * v for v in r["best"]]
+        rows.append(f"{arm:16s} {statistics.fmean(f):8.2f} ± {spread(f):5.2f} % "
+                    f"{statistics.fmean(b):8.2f} ± {spread(b):5.2f} %  {r['best_epoch']}")
     return rows
 
 
