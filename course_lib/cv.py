@@ -1,0 +1,355 @@
+"""Cross-validation: folds from scikit-learn, one model per fold, hold-out splits, and how much
+an accuracy estimate moves from sampling alone.
+
+Folds are index arrays into a *pool*: the images you may train and validate on (``pool["train_x"]``,
+``pool["train_y"]``). The test set is never part of the pool (CV-2): pass it separately as an
+evaluation set and score it once, at the end. Splits come from ``sklearn.model_selection``;
+this module only checks arguments (with messages that name the allowed range) and trains.
+"""
+from __future__ import annotations
+
+import inspect
+import math
+import statistics
+import time
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from sklearn.model_selection import LeaveOneOut, StratifiedKFold, StratifiedShuffleSplit, train_test_split
+from tqdm.auto import tqdm
+
+from .claims import make_verdict, spread
+from .data import channel_stats, stratified_subset
+from .plots import figure_png
+from .train import fit, predict_logits
+
+
+def labels(y) -> np.ndarray:
+    """Class labels as a 1-D NumPy int array (from a tensor on any device, a list or an array)."""
+    if isinstance(y, torch.Tensor):
+        y = y.detach().cpu().numpy()
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"labels must be 1-D (one class per image), got shape {y.shape}")
+    return y.astype(np.int64)
+
+
+def pool_subset(data: dict, size: int, seed: int = 0) -> dict:
+    """``data`` with its training split cut to a stratified random ``size`` images: the scarce
+    labelled pool that cross-validation splits (scikit-learn's ``train_test_split`` picks them)."""
+    y = labels(data["train_y"])
+    n_classes = len(np.unique(y))
+    if int(size) != size or not n_classes <= size <= len(y):
+        raise ValueError(f"pool size must be a whole number between {n_classes} (one image per class) "
+                         f"and {len(y)} (the training split), got {size}")
+    idx = np.arange(len(y)) if size == len(y) else stratified_subset(y, np.arange(len(y)), int(size), seed)
+    keep = torch.as_tensor(idx, device=data["train_y"].device)
+    return {**data, "train_x": data["train_x"][keep], "train_y": data["train_y"][keep]}
+
+
+def stratified_folds(y, k: int, seed: int = 0, repeats: int = 1, exclude=None) -> list:
+    """``k``-fold ``(train_idx, val_idx)`` pairs that keep the class proportions of ``y``.
+
+    From scikit-learn's ``StratifiedKFold`` (shuffled, ``random_state=seed + r`` for repeat
+    ``r``), so ``repeats`` > 1 gives ``repeats * k`` folds, each repeat a new partition.
+    Indices listed in ``exclude`` (e.g. a test split sharing the index space) are in no fold.
+    """
+    y = labels(y)
+    keep = np.setdiff1d(np.arange(len(y)), labels(exclude) if exclude is not None else [])
+    _, counts = np.unique(y[keep], return_counts=True)
+    smallest = int(counts.min()) if len(counts) else 0
+    if int(k) != k or not 2 <= k <= smallest:
+        raise ValueError(f"k must be a whole number between 2 and {smallest} (every fold needs an image "
+                         f"of each class; the smallest class has {smallest}), got {k}. "
+                         "For one image per fold use leave_one_out(n).")
+    if int(repeats) != repeats or repeats < 1:
+        raise ValueError(f"repeats must be a whole number >= 1, got {repeats}")
+    folds = []
+    for r in range(int(repeats)):
+        splitter = StratifiedKFold(n_splits=int(k), shuffle=True, random_state=seed + r)
+        folds += [(keep[tr], keep[va]) for tr, va in splitter.split(np.zeros(len(keep)), y[keep])]
+    return folds
+
+
+def holdout_splits(y, n_splits: int, val_fraction: float = 0.2, seed: int = 0) -> list:
+    """``n_splits`` independent random stratified ``(train_idx, val_idx)`` hold-out splits
+    (scikit-learn's ``StratifiedShuffleSplit``): each is what one "single split" could have been."""
+    y = labels(y)
+    n_classes = len(np.unique(y))
+    if not 0 < val_fraction < 1 or round(val_fraction * len(y)) < n_classes:
+        raise ValueError(f"val_fraction must be in (0, 1) and leave at least one validation image per "
+                         f"class ({n_classes} classes, {len(y)} images), got {val_fraction}")
+    if int(n_splits) != n_splits or n_splits < 1:
+        raise ValueError(f"n_splits must be a whole number >= 1, got {n_splits}")
+    splitter = StratifiedShuffleSplit(n_splits=int(n_splits), test_size=val_fraction, random_state=seed)
+    return list(splitter.split(np.zeros(len(y)), y))
+
+
+def leave_one_out(n: int) -> list:
+    """``n`` folds, each holding out one image (scikit-learn's ``LeaveOneOut``): n trainings."""
+    if int(n) != n or n < 2:
+        raise ValueError(f"leave-one-out needs at least 2 images, got {n}")
+    return list(LeaveOneOut().split(np.zeros(int(n))))
+
+
+def three_way_split(y, fractions=(0.7, 0.2, 0.1), seed: int = 0) -> tuple:
+    """Stratified ``(train_idx, val_idx, test_idx)`` in the given proportions (document B's
+    70/20/10 by default), from two calls to scikit-learn's ``train_test_split``."""
+    y = labels(y)
+    f = [float(v) for v in fractions]
+    if len(f) != 3 or min(f) <= 0 or not math.isclose(sum(f), 1.0, abs_tol=1e-6):
+        raise ValueError(f"fractions must be three positive shares summing to 1, e.g. (0.7, 0.2, 0.1); got {fractions}")
+    idx = np.arange(len(y))
+    n_test, n_val = round(f[2] * len(y)), round(f[1] * len(y))  # counts, not shares: no rounding drift
+    rest, test = train_test_split(idx, test_size=n_test, stratify=y, random_state=seed)
+    train, val = train_test_split(rest, test_size=n_val, stratify=y[rest], random_state=seed)
+    return train, val, test
+
+
+def check_folds(folds, y) -> dict:
+    """Facts about one partition (one repeat's folds) of ``y``: validation parts disjoint, every
+    image validated once, train and validation disjoint in each fold, and the largest deviation
+    of a class's share in a validation part from its share overall."""
+    y = labels(y)
+    vals = np.concatenate([va for _, va in folds])
+    overall = np.bincount(y, minlength=y.max() + 1) / len(y)
+    dev = max(float(np.abs(np.bincount(y[va], minlength=len(overall)) / len(va) - overall).max())
+              for _, va in folds)
+    return {"n_folds": len(folds), "val_disjoint": len(vals) == len(np.unique(vals)),
+            "covers": set(vals.tolist()) == set(range(len(y))),
+            "train_val_disjoint": all(len(np.intersect1d(tr, va)) == 0 for tr, va in folds),
+            "max_share_deviation": dev}
+
+
+def shared_images(a: torch.Tensor, b: torch.Tensor) -> int:
+    """How many images of ``a`` also occur, pixel for pixel, in ``b`` (both uint8 N,C,H,W).
+
+    A test image that is also in the pool takes part in cross-validation whatever the indices
+    say; this finds exact copies (sorting rows as raw bytes: no hashing, no collisions).
+    """
+    if a.shape[1:] != b.shape[1:]:
+        raise ValueError(f"images must have the same C,H,W to compare, got {tuple(a.shape[1:])} and {tuple(b.shape[1:])}")
+    if len(a) == 0 or len(b) == 0:
+        return 0
+    row = np.dtype((np.void, int(np.prod(a.shape[1:])) * a.element_size()))
+    ra = np.ascontiguousarray(a.detach().cpu().numpy().reshape(len(a), -1)).view(row).ravel()
+    rb = np.ascontiguousarray(b.detach().cpu().numpy().reshape(len(b), -1)).view(row).ravel()
+    return int(np.isin(ra, rb).sum())
+
+
+def take(t: torch.Tensor, idx) -> torch.Tensor:
+    """``t[idx]`` for NumPy (or list) indices, with the index moved to ``t``'s device."""
+    return t[torch.as_tensor(np.asarray(idx, dtype=np.int64), device=t.device)]
+
+
+def split_data(pool: dict, train_idx, val_idx) -> dict:
+    """A data dict for ``fit``: the pool's images at ``train_idx`` to train, at ``val_idx`` to
+    validate, normalised with the statistics of the training part only (DBG-3)."""
+    x, y = pool["train_x"], pool["train_y"]
+    out = {**pool, "train_x": take(x, train_idx), "train_y": take(y, train_idx),
+           "val_x": take(x, val_idx), "val_y": take(y, val_idx)}
+    out["mean"], out["std"] = channel_stats(out["train_x"])
+    return out
+
+
+def fit_predict(make_model, data: dict, seed: int = 0, eval_sets: dict | None = None, **fit_kw) -> dict:
+    """Build ``make_model()`` (after seeding torch with ``seed``), train it on ``data`` and
+    return its validation accuracy, softmax probabilities on each of ``eval_sets`` (name ->
+    uint8 images; float32 on the CPU), training and inference seconds, the number of training
+    images processed (epochs x images), the history and the model.
+
+    Per-epoch validation is skipped (``evaluate_val=False``): the score is taken once, at the end.
+    """
+    torch.manual_seed(seed)
+    model = make_model()
+    fit_kw = {"progress": False, "evaluate_val": False, **fit_kw}
+    t0 = time.perf_counter()
+    history = fit(model, data, seed=seed, **fit_kw)
+    t1 = time.perf_counter()
+    mean, std = data["mean"], data["std"]
+    val_acc = math.nan
+    if len(data["val_y"]):
+        pred = predict_logits(model, data["val_x"], mean, std).argmax(1)
+        val_acc = float((pred == data["val_y"].to(pred.device)).float().mean())
+    t2 = time.perf_counter()
+    probs = {name: predict_logits(model, x, mean, std).softmax(1).cpu() for name, x in (eval_sets or {}).items()}
+    return {"val_acc": val_acc, "probs": probs, "train_s": t1 - t0, "infer_s": time.perf_counter() - t2,
+            "train_images": len(history["epoch"]["epoch"]) * len(data["train_y"]),
+            "history": history, "model": model}
+
+
+def cross_validate(make_model, pool: dict, folds, seed: int = 0, eval_sets: dict | None = None,
+                   report=None, should_stop=None, progress: bool = False, **fit_kw) -> dict:
+    """Train one model per fold (fold ``i`` seeded ``seed + i``) and collect the fold scores.
+
+    Returns ``{"val_acc": [...], "train_s": [...], "infer_s": [...], "train_images": [...],
+    "probs": {name: [per fold]},
+    "estimate": mean, "spread": std, "stopped": None | why}``. ``report(result)`` is called after
+    each fold; ``should_stop()`` ends the loop (a fold stopped part-way is not counted).
+    """
+    eval_sets = eval_sets or {}
+    out = {"val_acc": [], "train_s": [], "infer_s": [], "train_images": [],
+           "probs": {name: [] for name in eval_sets}, "stopped": None}
+    for i, (tr, va) in enumerate(tqdm(folds, disable=not progress, desc="folds", leave=False)):
+        if should_stop is not None and should_stop():
+            out["stopped"] = "requested"
+            break
+        r = fit_predict(make_model, split_data(pool, tr, va), seed + i, eval_sets,
+                        should_stop=should_stop, **fit_kw)
+        if r["history"]["stopped"]:
+            out["stopped"] = r["history"]["stopped"]
+            break
+        for key in ("val_acc", "train_s", "infer_s", "train_images"):
+            out[key].append(r[key])
+        for name, p in r["probs"].items():
+            out["probs"][name].append(p)
+        if report is not None:
+            report(out)
+    out["estimate"] = statistics.fmean(out["val_acc"]) if out["val_acc"] else math.nan
+    out["spread"] = spread(out["val_acc"])
+    return out
+
+
+def repeat_means(val_acc, k: int) -> list[float]:
+    """The k-fold estimate of each repeat: fold scores in groups of ``k``, averaged."""
+    a = np.asarray(val_acc, dtype=float)
+    if len(a) % k:
+        raise ValueError(f"{len(a)} fold scores do not split into repeats of k={k}")
+    return a.reshape(-1, k).mean(1).tolist()
+
+
+FIT_KEYWORDS = tuple(p for p in inspect.signature(fit).parameters if p not in ("model", "data"))
+
+
+def grid_search(make_model, pool: dict, folds, param: str, values, seed: int = 0,
+                eval_sets: dict | None = None, report=None, should_stop=None, progress: bool = False,
+                **fit_kw) -> dict:
+    """Cross-validate every value of one ``fit`` keyword (e.g. ``weight_decay``) on the same folds
+    and seeds (a paired comparison), and pick the value with the best mean fold accuracy.
+
+    Returns ``{"param", "values", "fold_acc": [[per fold] per value], "mean", "std", "train_s",
+    "probs": [per value {name: [per fold]}], "best", "stopped"}`` (plain lists, JSON-friendly
+    without ``eval_sets``). ``report(result)`` is called after every fold.
+    """
+    if param not in FIT_KEYWORDS:
+        raise ValueError(f"param must be a keyword of fit, one of {FIT_KEYWORDS}; got {param!r}")
+    values = list(values)
+    if not values:
+        raise ValueError("values must list at least one setting to try")
+    res = {"param": param, "values": values, "fold_acc": [], "mean": [], "std": [], "train_s": [],
+           "probs": [], "best": None, "stopped": None}
+    for v in values:
+        res["fold_acc"].append([])
+
+        def fold_done(partial):
+            res["fold_acc"][-1] = list(partial["val_acc"])
+            if report is not None:
+                report(res)
+        r = cross_validate(make_model, pool, folds, seed, eval_sets, fold_done, should_stop, progress,
+                           **{**fit_kw, param: v})
+        res["mean"].append(r["estimate"])
+        res["std"].append(r["spread"])
+        res["train_s"].append(sum(r["train_s"]))
+        res["probs"].append(r["probs"])
+        if r["stopped"]:
+            res["stopped"] = r["stopped"]
+            break
+    if not res["stopped"]:
+        res["best"] = values[int(np.argmax(res["mean"]))]
+    return res
+
+
+def compare_spreads(claim_id: str, single, pooled, what: str, label_single: str = "single split",
+                    label_pooled: str = "cross-validated", min_runs: int = 3) -> dict:
+    """Verdict on "estimates from ``pooled`` (e.g. k-fold means) vary less than estimates from
+    ``single`` (e.g. single hold-out splits)".
+
+    The effect is the difference of the two standard deviations; its noise combines their
+    standard errors, s / sqrt(2 (n - 1)) each (normal approximation). As in ``claims.compare``:
+    fewer than ``min_runs`` estimates per arm, or an effect within the noise, is inconclusive.
+    """
+    a, b = [float(v) for v in single], [float(v) for v in pooled]
+    sa, sb = spread(a), spread(b)
+    n = min(len(a), len(b))
+    noise = math.hypot(sa / math.sqrt(2 * max(len(a) - 1, 1)), sb / math.sqrt(2 * max(len(b) - 1, 1)))
+    effect = sa - sb
+    if n < min_runs:
+        verdict, why = "inconclusive", f"too few estimates ({n} < {min_runs} per arm)"
+    elif abs(effect) <= noise:
+        verdict, why = "inconclusive", f"difference {effect:+.4g} within its standard error {noise:.4g}"
+    else:
+        verdict = "supported" if effect > 0 else "not supported"
+        why = f"difference {effect:+.4g} vs standard error {noise:.4g}"
+    evidence = {f"{label_single}_std": sa, f"{label_pooled}_std": sb, "effect": effect, "noise": noise,
+                "runs": [len(a), len(b)], label_single: a, label_pooled: b}
+    summary = (f"{what}: std of {label_single} estimates {sa:.4g} ({len(a)}) vs {label_pooled} {sb:.4g} "
+               f"({len(b)}) ({why}; expected smaller for {label_pooled})")
+    return make_verdict(claim_id, verdict, evidence, summary)
+
+
+def resplit_gaps(correct, n_val: int, draws: int = 2000, seed: int = 0) -> np.ndarray:
+    """Validation-minus-test accuracy gaps from sampling alone: the held-out images' correctness
+    (one model, 0/1 per image) is dealt into ``n_val`` validation and the rest test images
+    ``draws`` times at random. Any gap a real split shows can be read against this spread."""
+    c = torch.as_tensor(np.asarray(correct, dtype=np.float32))
+    n = len(c)
+    if int(n_val) != n_val or not 0 < n_val < n:
+        raise ValueError(f"n_val must be a whole number between 1 and {n - 1} (there are {n} held-out images), got {n_val}")
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.rand(draws, n, generator=g).argsort(1)
+    dealt = c[perm]
+    return (dealt[:, :n_val].mean(1) - dealt[:, n_val:].mean(1)).numpy()
+
+
+def gap_std(acc: float, n_val: int, n_test: int) -> float:
+    """Standard deviation of (validation - test) accuracy for a model of accuracy ``acc`` scored
+    on two independent samples of ``n_val`` and ``n_test`` images (binomial sampling)."""
+    return math.sqrt(acc * (1 - acc) * (1 / n_val + 1 / n_test))
+
+
+def plot_spread(groups: dict, ax=None, title: str = "", ylabel: str = "validation accuracy (%)"):
+    """One column per group (name -> list of estimates): every estimate as a dot, the mean with
+    a +-1 std bar. Shows at a glance how far single estimates stray. Returns the figure."""
+    if ax is None:
+        import matplotlib.pyplot as plt
+        _, ax = plt.subplots(figsize=(max(4.0, 1.3 * len(groups) + 2), 3.6))
+    for i, (name, vals) in enumerate(groups.items()):
+        v = 100 * np.asarray(vals, dtype=float)
+        if len(v) == 0:
+            continue
+        jitter = np.linspace(-0.12, 0.12, len(v)) if len(v) > 1 else np.zeros(1)
+        ax.plot(i + jitter, v, "o", alpha=0.6, ms=5)
+        ax.errorbar(i + 0.28, v.mean(), yerr=v.std(ddof=1) if len(v) > 1 else 0, fmt="s", color="k", capsize=4)
+    ax.set_xticks(range(len(groups)), list(groups), fontsize=8)
+    ax.set(ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3, axis="y")
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def grid_png(result: dict, title: str = "") -> bytes:
+    """A ``grid_search`` result (finished or partial) as PNG, drawn without pyplot (safe from the
+    widget's background thread)."""
+    fig = Figure(figsize=(7, 3.6))
+    groups = {f"{result['param']}={v:g}": acc for v, acc in zip(result["values"], result["fold_acc"])}
+    note = f" (best: {result['best']:g})" if result.get("best") is not None else ""
+    plot_spread(groups, ax=fig.subplots(), title=(title or "fold accuracies") + note)
+    return figure_png(fig)
+
+
+def plot_gaps(gaps, marks: dict, band: float, ax=None, title: str = "validation minus test accuracy"):
+    """Histogram of sampling-alone gaps (``resplit_gaps``) with the +-``band`` limits and a
+    vertical line for each observed gap in ``marks`` (name -> gap). Returns the figure."""
+    if ax is None:
+        import matplotlib.pyplot as plt
+        _, ax = plt.subplots(figsize=(6.5, 3.4))
+    ax.hist(100 * np.asarray(gaps), bins=40, color="#bbbbbb", label="sampling alone (re-dealt splits)")
+    for sign in (-1, 1):
+        ax.axvline(100 * sign * band, color="k", ls=":", lw=1)
+    for (name, gap), colour in zip(marks.items(), ("#1f77b4", "#d62728", "#2ca02c")):
+        ax.axvline(100 * gap, color=colour, lw=2, label=f"{name}: {100 * gap:+.1f} points")
+    ax.set(xlabel="validation - test accuracy (points)", ylabel="count", title=title)
+    ax.legend(fontsize=8)
+    ax.figure.tight_layout()
+    return ax.figure
