@@ -248,7 +248,7 @@ def accuracy_at_sizes(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mean, 
 
 
 def train_and_test(model: nn.Module, data: dict, mode: str = "fixed", test_sizes=(24, 32, 40),
-                   restore_sizes=(), gap_images: int = 2000, **fit_kw) -> dict:
+                   restore_sizes=(), gap_images: int = 1000, **fit_kw) -> dict:
     """One experiment arm: :func:`fit_multiscale`, then the numbers the notebook compares,
     added to the returned history:
 
