@@ -353,7 +353,7 @@ def lr_sweep_summary(runs: dict, within: int = 100) -> dict:
         step = {lr: runs[(lr, seed)]["first_nonfinite"] for lr in lrs}
         finite = [lr for lr in lrs if step[lr] is None]
         early = [lr for lr in lrs if step[lr] is not None and step[lr] <= within]
-        learns = [lr for lr in finite if _mean_last(runs[(lr, seed)]) < 0.9 * runs[(lr, seed)]["loss"][0]]
+        learns = [lr for lr in finite if mean_last_loss(runs[(lr, seed)]) < 0.9 * runs[(lr, seed)]["loss"][0]]
         need = {lr: _factor(lr, finite) for lr in early}
         learn_need = {lr: _factor(lr, learns) for lr in early}
         factors += list(need.values())
@@ -374,9 +374,16 @@ def _factor(lr: float, lower: list) -> float:
     return lr / max(below) if below else math.inf
 
 
-def _mean_last(res: dict, k: int = 10) -> float:
+def mean_last_loss(res: dict, k: int = 10) -> float:
+    """Mean training loss of a run's last ``k`` steps (NaN if one of them is not finite)."""
     last = res["loss"][-k:]
     return sum(last) / len(last)
+
+
+def finite_fraction(res: dict, steps: int) -> float:
+    """Fraction of the ``steps`` asked for that a run completed with a finite loss and gradient."""
+    done = res["first_nonfinite"] - 1 if res["first_nonfinite"] else res["steps"]
+    return done / steps
 
 
 def outcome(res: dict) -> str:
@@ -386,7 +393,7 @@ def outcome(res: dict) -> str:
         return (f"{label}: non-finite {res['cause']} at step {res['first_nonfinite']}; finder: "
                 f"{res['finding']['summary']}")
     return (f"{label}: finite for all {res['steps']} steps, loss {res['loss'][0]:.3f} at step 1, "
-            f"{_mean_last(res):.3f} over the last {min(10, len(res['loss']))}")
+            f"{mean_last_loss(res):.3f} over the last {min(10, len(res['loss']))}")
 
 
 def draw_losses(ax, runs: dict) -> None:

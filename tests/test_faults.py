@@ -162,3 +162,9 @@ def test_lr_sweep_summary_measures_how_far_the_lr_had_to_come_down():
     assert faults.lr_sweep_summary(late)["per_seed"][0]["early"] == [] and faults.lr_sweep_summary(late)["holds"] is False
     assert faults.lr_sweep_summary({(0.1, 0): _run(None), (1.0, 0): _run(3)})["holds"] is None  # nothing learned
     assert faults.lr_sweep_summary({(1.0, 0): _run(3)})["median_factor"] == math.inf
+
+
+def test_finite_fraction_and_mean_last_loss():
+    assert faults.finite_fraction({"first_nonfinite": 3, "steps": 3}, 200) == pytest.approx(2 / 200)
+    assert faults.finite_fraction({"first_nonfinite": None, "steps": 200}, 200) == 1.0
+    assert faults.mean_last_loss({"loss": [5.0] + [2.0] * 10}) == 2.0
