@@ -16,8 +16,9 @@ import traceback
 
 import ipywidgets as W
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-from .plots import figure_png, plot_history
+from .plots import figure_png, plot_history, plot_steps
 
 
 def validate(spec: dict, values: dict) -> tuple[dict, list[str]]:
@@ -73,14 +74,25 @@ def input_row(name: str, s: dict, widget: W.Widget) -> W.Widget:
 
 
 def history_png(history: dict, title: str = "") -> bytes:
-    """Render a history's curves to PNG without pyplot (safe from a background thread)."""
-    fig = Figure(figsize=(10, 3.5))
-    axes = fig.subplots(1, 2)
+    """Render a ``fit`` history to PNG without pyplot (safe from a background thread): the
+    training loss per step (something to see from the first steps on), then loss and accuracy
+    per epoch, train and validation (from the first finished epoch on)."""
+    fig = Figure(figsize=(12, 3.4))
+    axes = fig.subplots(1, 3)
+    plot_steps(history, "loss", ax=axes[0])
+    axes[0].set(ylabel="training loss", title="training loss per step")
     if history["epoch"]["epoch"]:
-        plot_history(history, axes=axes, title=title)
+        plot_history(history, axes=axes[1:], title=title)
+        for ax in axes[1:]:  # whole epochs only: no "epoch 0.98" ticks
+            ax.set_xlim(0.5, max(history["epoch"]["epoch"]) + 0.5)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     else:
-        axes[0].plot(history["step"]["loss"])
-        axes[0].set(xlabel="step", ylabel="training loss", title=title or "first epoch running")
+        axes[1].text(0.5, 0.5, "per-epoch curves appear\nafter the first epoch", ha="center",
+                     va="center", transform=axes[1].transAxes, color="#57606a")
+        axes[1].set_axis_off()
+        axes[2].set_axis_off()
+        fig.suptitle(title)
+        fig.tight_layout()
     return figure_png(fig)
 
 
@@ -90,12 +102,12 @@ def describe(params: dict) -> str:
 
 
 def progress_note(history) -> str:
-    """``step N, epoch E`` for a fit history (empty for other results)."""
+    """``step N, curves for E epochs`` for a fit history (empty for other results)."""
     if not isinstance(history, dict):
         return ""
     steps = len(history.get("step", {}).get("loss", []))
     epochs = len(history.get("epoch", {}).get("epoch", []))
-    return f"step {steps}, {epochs} epochs done" if steps else ""
+    return f"step {steps}, curves for {epochs} epoch{'s' * (epochs != 1)}" if steps else ""
 
 
 def control_panel(spec: dict, run, title: str = "Experiment", render=history_png,
@@ -127,7 +139,8 @@ def control_panel(spec: dict, run, title: str = "Experiment", render=history_png
     fresh = W.Checkbox(value=False, description="fresh run (ignore the cache)", indent=False,
                        layout=W.Layout(display="" if cache is not None else "none"))
     status = W.HTML(value="<i>Set the parameters and press Run.</i>")
-    image = W.Image(format="png", layout=W.Layout(max_width="900px"))
+    # hidden until the first picture: an empty image shows as a broken-image icon in the browser
+    image = W.Image(format="png", layout=W.Layout(max_width="900px", display="none"))
     rows = [input_row(name, spec[name], w) for name, w in inputs.items()]
     panel = W.VBox([W.HTML(f"<h4>{title}</h4>"), W.VBox(rows), W.HBox([run_btn, stop_btn, fresh]),
                     status, image])
@@ -136,6 +149,10 @@ def control_panel(spec: dict, run, title: str = "Experiment", render=history_png
     stop_event = threading.Event()
     key_scope = None if cache is None else {**cache, "run": results_cache.function_source(run)}
 
+    def show(result):
+        image.value = render(result, title)
+        image.layout.display = ""
+
     def work(params, key):
         t0, last = time.monotonic(), [-math.inf]
 
@@ -143,7 +160,7 @@ def control_panel(spec: dict, run, title: str = "Experiment", render=history_png
             now = time.monotonic()
             if force or now - last[0] >= refresh_s:
                 last[0] = now
-                image.value = render(history, title)
+                show(history)
                 if not stop_event.is_set():
                     status.value = (f"running with {describe(params)} ... {now - t0:.0f} s "
                                     f"{progress_note(history)}")
@@ -170,6 +187,11 @@ def control_panel(spec: dict, run, title: str = "Experiment", render=history_png
             panel.result = getattr(exc, "history", None)
             status.value = (f"<span style='color:#cf222e'><b>{type(exc).__name__}:</b> {exc}</span>"
                             f"<pre style='font-size:10px'>{traceback.format_exc(limit=3)}</pre>")
+            if panel.result is not None:  # e.g. a NaN loss: the curves up to the bad step
+                try:
+                    show(panel.result)
+                except Exception:  # the message above matters more than the picture
+                    pass
         finally:
             run_btn.disabled, stop_btn.disabled = False, True
 
@@ -186,7 +208,7 @@ def control_panel(spec: dict, run, title: str = "Experiment", render=history_png
         entry = None if key is None or fresh.value else results_cache.load(key)
         if entry is not None:
             panel.result = entry["result"]
-            image.value = render(panel.result, title)
+            show(panel.result)
             status.value = (f"<b>cached</b>: the stored result of a finished run with {describe(params)} "
                             f"(saved {entry['saved']}, same code and profile). Tick <i>fresh run</i> "
                             f"to train again.")

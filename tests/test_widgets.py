@@ -129,3 +129,26 @@ def test_without_a_cache_the_fresh_box_is_hidden_and_nothing_is_stored(tmp_path,
     panel.run_button.click()
     assert wait_for(lambda: not panel.thread.is_alive()) and "finished" in panel.status.value
     assert list(tmp_path.iterdir()) == []
+
+
+def test_default_plot_shows_something_from_the_first_steps_on():
+    from course_lib.widgets import history_png
+    running = {"step": {"loss": [2.3, 2.2, 2.0]}, "epoch": {"epoch": []}, "stopped": None}
+    one_epoch = {"step": {"loss": [2.3, 2.2, 2.0]}, "stopped": None,
+                 "epoch": {"epoch": [1], "train_loss": [2.1], "val_loss": [2.0], "train_acc": [0.2],
+                           "val_acc": [0.25], "seconds": [1.0]}}
+    a, b = history_png(running, "t"), history_png(one_epoch, "t")
+    assert a.startswith(b"\x89PNG") and b.startswith(b"\x89PNG") and a != b
+    assert history_png({**running, "step": {"loss": [2.3, 1.0]}}, "t") != a  # the curve is drawn
+
+
+def test_a_diverged_run_shows_its_message_and_the_curves_up_to_the_bad_step():
+    class Diverged(FloatingPointError):
+        history = {"stopped": "nonfinite", "step": {"loss": [2.3, float("nan")]}, "epoch": {"epoch": []}}
+    def diverging(p, r, s):
+        raise Diverged("loss became nan at step 2")
+    panel = control_panel(SPEC, diverging, render=lambda h, t: b"png%d" % len(h["step"]["loss"]))
+    panel.run_button.click()
+    assert wait_for(lambda: not panel.thread.is_alive())
+    assert "loss became nan at step 2" in panel.status.value and panel.image.value == b"png2"
+    assert panel.result["stopped"] == "nonfinite"
