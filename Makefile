@@ -8,11 +8,12 @@ SHARED   := ../shared/data/cifar10-jpg.tar.gz
 PROFILE  ?= quick
 PORT     ?= 8888
 
-.PHONY: help venv data lab test nightly bench clean
+.PHONY: help venv data lab test browser-deps nightly bench clean
 
 help:
 	@echo "make lab      set up, then open the course in JupyterLab"
 	@echo "make test     set up, then run the whole test suite (notebooks in the smoke profile)"
+	@echo "make browser-deps   install Debian's chromium for the browser test, if missing (needs root)"
 	@echo "make data     prepare data/cifar10.npz (offline copy in $(SHARED) if present, else download)"
 	@echo "make nightly PROFILE=quick   run every notebook headless and write a report"
 	@echo "make bench    loader vs compute throughput"
@@ -34,8 +35,16 @@ data: venv
 lab: venv data
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --port=$(PORT)
 
-test: venv data
+test: venv data browser-deps
 	COURSE_PROFILE=smoke $(PY) -m pytest
+
+# tests/test_browser.py drives JupyterLab in Debian's chromium (Playwright cannot download its
+# own browser offline). Installed only when missing; COURSE_CHROMIUM may name another binary.
+browser-deps:
+	@if [ -n "$$COURSE_CHROMIUM" ] || [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else echo "The browser test needs /usr/bin/chromium: sudo apt-get install -y chromium" \
+	  "(or set COURSE_CHROMIUM to a Chromium binary)"; exit 1; fi
 
 nightly: venv data
 	$(PY) -m course_lib.nightly --profile $(PROFILE)
