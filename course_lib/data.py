@@ -62,14 +62,14 @@ def stratified_subset(y: np.ndarray, idx: np.ndarray, size: int, seed: int) -> n
 
 def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and std of uint8 images, on the 0-1 scale, as float32 (3,) tensors."""
-    xf = x.float().div_(255)
+    xf = x.float() / 255  # a new tensor: never scale the caller's data in place
     return xf.mean(dim=(0, 2, 3)), xf.std(dim=(0, 2, 3))
 
 
 def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
               channels_last: bool = True) -> torch.Tensor:
     """uint8 images -> float32, zero mean and unit variance per channel (training-set statistics)."""
-    out = (x.float().div_(255) - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+    out = (x.float() / 255 - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
     return out.contiguous(memory_format=torch.channels_last) if channels_last else out
 
 

@@ -97,6 +97,17 @@ def describe_nonfinite(model: nn.Module, x: torch.Tensor, loss: torch.Tensor, st
             f"shape {where['shape']}, {where['nan']} NaN, {where['inf']} Inf). Try a 10x lower LR (NAN-1).")
 
 
+def describe_nonfinite_grads(model: nn.Module, loss: torch.Tensor, step: int, epoch: int, lr: float) -> str:
+    """Message for a finite loss whose backward pass produced NaN/Inf gradients (``fit`` stops
+    before the update, so the weights are still finite)."""
+    bad = nonfinite_grads(model)
+    where = (f"first non-finite gradients in {', '.join(bad[:3])}" if bad else
+             "every gradient is finite but their total norm overflowed (exploding gradients)")
+    return (f"gradients became non-finite at step {step} (epoch {epoch}), lr={lr:.3g}, with a finite loss "
+            f"{loss.item():.4g}: {where}. A backward-only fault (sqrt or division at 0, NAN-3) or exploding "
+            "gradients: clip them (grad_clip, NAN-5), lower the LR, or run debug.find_nonfinite on this batch.")
+
+
 def tensor_stats(t: torch.Tensor) -> dict:
     """Shape, NaN and Inf counts, and the largest finite magnitude of a tensor."""
     t = t.detach()

@@ -18,7 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .data import make_generator, normalize, train_batches
-from .debug import describe_nonfinite
+from .debug import describe_nonfinite, describe_nonfinite_grads
 from .schedules import make_scheduler
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -53,6 +53,20 @@ def new_history() -> dict:
             "epoch": {"epoch": [], "train_loss": [], "train_acc": [], "val_loss": [], "val_acc": [],
                       "seconds": []},
             "stopped": None}
+
+
+def grad_norm(model: nn.Module, clip: float | None = None) -> float:
+    """The total gradient norm; with ``clip``, gradients are also rescaled to at most that norm.
+
+    Without clipping nothing is rescaled: ``clip_grad_norm_`` with an infinite limit would multiply
+    every gradient by NaN as soon as one is NaN, hiding where it came from.
+    """
+    params = [p for p in model.parameters() if p.grad is not None]
+    if not params:
+        return 0.0
+    if clip:
+        return float(nn.utils.clip_grad_norm_(params, clip))
+    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad.float()) for p in params])))
 
 
 def autocast_for(device: torch.device, amp: bool | None):
@@ -105,14 +119,17 @@ def fit(model: nn.Module, data: dict, epochs: int = 5, batch_size: int = 256, lr
                     raise NonFiniteLossError(describe_nonfinite(model, x, loss, step, epoch, cur_lr), hist)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                gnorm = nn.utils.clip_grad_norm_(model.parameters(), grad_clip or math.inf)
+                gnorm = grad_norm(model, grad_clip)
+                if not math.isfinite(gnorm):  # stop before the update, so the weights stay finite
+                    hist["stopped"] = "nonfinite"
+                    raise NonFiniteLossError(describe_nonfinite_grads(model, loss, step, epoch, cur_lr), hist)
                 opt.step()
                 if not per_epoch_sched:
                     sched.step()
                 loss_v = loss.item()
                 hist["step"]["lr"].append(cur_lr)
                 hist["step"]["loss"].append(loss_v)
-                hist["step"]["grad_norm"].append(float(gnorm))
+                hist["step"]["grad_norm"].append(gnorm)
                 loss_sum += loss_v * len(y)
                 correct += int((out.argmax(1) == y).sum())
                 seen += len(y)

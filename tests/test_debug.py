@@ -162,8 +162,10 @@ def test_training_stop_catches_a_backward_only_fault_at_step_one_and_seeds_repea
 
 def test_fit_message_points_at_the_backward_pass_when_gradients_were_nan(tiny):
     model = conv_net(faults.StdPool(eps=0.0), "stats")
-    with pytest.raises(NonFiniteLossError, match="previous backward pass left NaN/Inf gradients"):
+    # fit stops right after the backward pass that produced NaN gradients, before the update
+    with pytest.raises(NonFiniteLossError, match="gradients became non-finite at step 1 .* with a finite loss"):
         fit(model, tiny, epochs=1, batch_size=16, lr=0.01, progress=False, schedule="constant")
+    assert not debug.nonfinite_params(model)
 
 
 def test_anomaly_mode_names_the_autograd_function_not_the_module():

@@ -37,9 +37,11 @@ def test_notebook_contract(path):
     assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
     assigned = set(re.findall(r"^(\w+)\s*=", tagged[0].source, flags=re.M))
     assert set(REQUIRED_PARAMS) <= assigned
+    # papermill's parameter inspection skips a line whose comment holds "="
+    assert not [l for l in tagged[0].source.splitlines() if "#" in l and "=" in l.split("#", 1)[1]]
     first = nb.cells[0]
     assert first.cell_type == "markdown" and first.source.startswith("# ")
-    ids = set(re.findall(r"\b([A-Z]+-\d+)\b", first.source))
+    ids = set(re.findall(r"\b([A-Z]+-\d+)\b", first.source)) - {"CIFAR-10"}
     assert ids and ids <= set(load_claims()), "the first cell names the claims tested, by known IDs"
     assert "record(" in "".join(c.source for c in nb.cells[-2:]), "the last cells record the results"
     nbformat.validate(nb)

@@ -110,3 +110,29 @@ def test_bad_arguments_are_refused(tiny):
         fit(tiny_model(), tiny, optimizer="rmsprop", progress=False)
     with pytest.raises(ValueError, match="at least 1"):
         fit(tiny_model(), tiny, batch_size=0, progress=False)
+
+
+class SqrtOfVariance(nn.Module):
+    """A planted backward-only fault: sqrt of a variance that is exactly 0 (forward finite, backward NaN)."""
+    def forward(self, x):
+        return torch.sqrt(((x - x.mean(dim=(2, 3), keepdim=True)) ** 2).mean(dim=(2, 3)) * 0.0)
+
+
+def test_nonfinite_gradient_stops_before_the_update_and_names_the_parameters(tiny):
+    model = nn.Sequential(OrderedDict(conv=nn.Conv2d(3, 4, 3), std=SqrtOfVariance(), fc=nn.Linear(4, 3)))
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(NonFiniteLossError) as err:
+        fit(model, tiny, epochs=1, batch_size=16, lr=0.01, progress=False, schedule="constant",
+            channels_last=False)
+    msg = str(err.value)
+    assert "gradients became non-finite at step 1" in msg and "conv.weight" in msg and "fc.weight" not in msg
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # no NaN update was applied
+    assert err.value.history["stopped"] == "nonfinite"
+
+
+def test_normalize_never_changes_the_callers_tensor():
+    from course_lib.data import normalize
+    x = torch.rand(2, 3, 24, 32) * 255
+    copy = x.clone()
+    normalize(x, torch.zeros(3), torch.ones(3))
+    assert torch.equal(x, copy)
