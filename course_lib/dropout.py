@@ -41,6 +41,9 @@ def configurations(conv_p: float = 0.1, head_low: float = 0.2, head_high: float 
                     ("head_too_high", head_too_high)):
         if not 0.0 < p < 1.0:
             raise ValueError(f"{name} must be in (0, 1), got {p}")
+    if len({head_low, head_high, head_too_high}) < 3:
+        raise ValueError(f"head_low, head_high and head_too_high must differ (each names a configuration), "
+                         f"got {head_low}, {head_high}, {head_too_high}")
     base = {
         "none": {},
         f"head {head_low:g}": {"head_dropout": head_low},

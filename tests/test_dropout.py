@@ -53,6 +53,8 @@ def test_bad_rates_are_refused_with_the_allowed_range():
         D.configurations(head_high=1.5)
     with pytest.raises(ValueError, match=r"conv_p must be in \(0, 1\)"):
         D.configurations(conv_p=0.0)
+    with pytest.raises(ValueError, match="must differ"):
+        D.configurations(head_low=0.5, head_high=0.5)
 
 
 def test_dropout_is_inactive_in_eval_mode_for_every_configuration():
