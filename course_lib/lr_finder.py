@@ -350,11 +350,12 @@ def plot_range_test(results: dict, ax=None, suggestions: dict | None = None, yli
     if ax is None:
         import matplotlib.pyplot as plt
         _, ax = plt.subplots(figsize=(7, 4))
-    tops = []
+    tops, lows = [], []
     for i, (label, res) in enumerate(results.items()):
         line, = ax.plot(res["lr"], res["smoothed"], label=f"{label} (smoothed)")
         ax.plot(res["lr"], res["loss"], color=line.get_color(), alpha=0.2, lw=0.8)
         tops.append(res["smoothed"][min(10, len(res["smoothed"]) - 1)])
+        lows.append(min(res["smoothed"]))
         s = (suggestions or {}).get(label)
         if s:
             ax.axvline(s["steepest"], color=line.get_color(), ls="--", lw=1,
@@ -362,7 +363,7 @@ def plot_range_test(results: dict, ax=None, suggestions: dict | None = None, yli
             ax.axvline(s["min_div_10"], color=line.get_color(), ls=":", lw=1,
                        label=f"{label} min/10 {s['min_div_10']:.2g}")
     ax.set_xscale("log")
-    ax.set_ylim(top=ylim_factor * max(tops))
+    ax.set_ylim(0.8 * min(lows), ylim_factor * max(tops))
     ax.set(xlabel="learning rate (log scale)", ylabel="training loss", title="LR range test")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

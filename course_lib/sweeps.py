@@ -394,8 +394,9 @@ def plot_batch_summary(batch_sizes, readings: dict, per_bs: dict, axes):
     b = np.asarray(batch_sizes, float)
     for seed, r in readings.items():
         best = [x["lr"] for x in r["best"]]
-        axes[0].plot(b, best, "o", label=f"seed {seed}: slope {r['slope']['slope']:.2f}")
-        axes[0].plot(b, 10 ** (r["slope"]["intercept"] + r["slope"]["slope"] * np.log10(b)), "-", lw=1)
+        pts, = axes[0].plot(b, best, "o", label=f"seed {seed}: slope {r['slope']['slope']:.2f}")
+        axes[0].plot(b, 10 ** (r["slope"]["intercept"] + r["slope"]["slope"] * np.log10(b)), "-", lw=1,
+                     color=pts.get_color())
         axes[1].plot(b, [w["width_decades"] for w in r["window"]], "o-", label=f"seed {seed}")
     anchor = np.mean([r["best"][0]["lr"] for r in readings.values()])
     for k, ls in ((1.0, ":"), (0.5, "--")):
@@ -409,6 +410,8 @@ def plot_batch_summary(batch_sizes, readings: dict, per_bs: dict, axes):
             ax.plot([bs] * len(vals[bs]), vals[bs], ".", color="grey")
         ax.set(xscale="log", xlabel="batch size", title=name)
     for ax in axes:
+        ax.set_xticks(b, [str(int(v)) for v in b])
+        ax.minorticks_off()
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     axes[1].legend(fontsize=7)
