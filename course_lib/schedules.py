@@ -26,10 +26,13 @@ def make_scheduler(optimizer: torch.optim.Optimizer, name: str, total_steps: int
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {name!r}")
     total_steps = max(int(total_steps), 1)
     if name == "onecycle":
+        if total_steps < 3:  # OneCycleLR needs a step up and a step down
+            return S.ConstantLR(optimizer, factor=1.0, total_iters=0)
         peak = [g["lr"] for g in optimizer.param_groups]
-        return S.OneCycleLR(optimizer, max_lr=peak, total_steps=total_steps,
-                            pct_start=kw.get("pct_start", 0.25), anneal_strategy="linear",
-                            cycle_momentum=False)
+        # OneCycleLR divides by zero when its warm-up phase ends on step 0 (e.g. 25% of 4 steps)
+        pct = min(max(kw.get("pct_start", 0.25), 1.5 / total_steps), 0.5)
+        return S.OneCycleLR(optimizer, max_lr=peak, total_steps=total_steps, pct_start=pct,
+                            anneal_strategy="linear", cycle_momentum=False)
     if name == "plateau":
         return S.ReduceLROnPlateau(optimizer, factor=kw.get("factor", 0.1), patience=kw.get("patience", 2))
     main_steps = max(total_steps - warmup_steps, 1)

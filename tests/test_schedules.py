@@ -94,3 +94,9 @@ def test_snapshots_are_taken_exactly_at_cycle_ends_and_are_copies(tiny_cache):
     for s in snaps:   # each snapshot holds the weights of exactly its step, untouched by later training
         assert torch.equal(s["state_dict"][w], trace[s["step"] - 1].cpu())
         assert not torch.equal(s["state_dict"][w], trace[s["step"] - 2].cpu())
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 4, 5, 7])
+def test_onecycle_works_for_very_short_runs(steps):
+    lrs = lr_curve("onecycle", steps, lr=0.5)
+    assert len(lrs) == steps and all(0 < v <= 0.5 + 1e-9 for v in lrs)
