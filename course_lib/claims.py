@@ -98,3 +98,24 @@ def check_range(claim_id: str, value: float, low: float, high: float, what: str)
 def check_true(claim_id: str, holds: bool, evidence: dict, summary: str) -> dict:
     """Verdict from a boolean computed from measurements in ``evidence`` (state it in ``summary``)."""
     return make_verdict(claim_id, "supported" if holds else "not supported", evidence, summary)
+
+
+def all_of(claim_id: str, parts, what: str = "", allow_empty: bool = False) -> dict:
+    """One verdict for a claim with several parts that must all hold, each part a verdict:
+    ``not supported`` if any part is, else ``inconclusive`` if any part is, else ``supported``.
+
+    ``parts`` is a list of verdicts, or a dict naming them; every part's verdict, summary and
+    numbers are kept in the evidence. No parts raise ValueError, or give ``inconclusive`` ("no
+    part applied") with ``allow_empty``.
+    """
+    named = list(parts.items()) if isinstance(parts, dict) else [(None, p) for p in parts]
+    if not named and not allow_empty:
+        raise ValueError("all_of needs at least one part")
+    found = [p["verdict"] for _, p in named]
+    verdict = ("not supported" if "not supported" in found else
+               "inconclusive" if "inconclusive" in found or not found else "supported")
+    kept = [{"verdict": p["verdict"], "summary": p["summary"], **p["evidence"]} for _, p in named]
+    evidence = ({name: k for (name, _), k in zip(named, kept)} if isinstance(parts, dict) else {"parts": kept})
+    text = "; ".join(f"[{name + ': ' if name else ''}{p['verdict']}] {p['summary']}" for name, p in named)
+    summary = (f"{what}: " if what else "") + (text or "no part applied")
+    return make_verdict(claim_id, verdict, evidence, summary)

@@ -21,6 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import claims
+from .claims import all_of  # noqa: F401  (notebook 03 combines DO-1/DO-2 parts with it)
 from .data import normalize, stratified_subset
 from .models import small_cnn
 from .train import evaluate, fit
@@ -302,18 +303,6 @@ def little_difference(claim_id: str, a, b, what: str, tolerance: float, label_a:
     summary = (f"{what}: {label_a} {statistics.fmean(a):.4g} vs {label_b} {statistics.fmean(b):.4g} ({why}; "
                f"expected little difference)")
     return claims.make_verdict(claim_id, verdict, evidence, summary)
-
-
-def all_of(claim_id: str, parts: list[dict]) -> dict:
-    """One verdict for a claim with several parts, each a verdict: ``not supported`` if any part
-    is, else ``inconclusive`` if any part is, else ``supported``. The parts are kept in evidence."""
-    if not parts:
-        raise ValueError("all_of needs at least one part")
-    found = [p["verdict"] for p in parts]
-    verdict = ("not supported" if "not supported" in found else
-               "inconclusive" if "inconclusive" in found else "supported")
-    summary = "; ".join(f"part {i} [{p['verdict']}]: {p['summary']}" for i, p in enumerate(parts, 1))
-    return claims.make_verdict(claim_id, verdict, {"parts": parts}, summary)
 
 
 def result_png(history: dict, title: str = "") -> bytes:

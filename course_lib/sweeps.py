@@ -26,6 +26,7 @@ from scipy import stats
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import claims
 from .claims import compare, make_verdict
 from .train import NonFiniteLossError, evaluate, fit
 
@@ -317,19 +318,8 @@ def compare_finite(claim_id: str, treatment, control, what: str, **kw) -> dict:
 
 
 def all_of(claim_id: str, parts: list[dict], what: str) -> dict:
-    """One verdict from several verdicts on the same claim (e.g. "better than 10x lower" and
-    "better than 10x higher"): ``not supported`` if any part is, ``supported`` if all are,
-    otherwise ``inconclusive``. The parts are kept in the evidence; an empty list is inconclusive."""
-    kinds = [p["verdict"] for p in parts]
-    if "not supported" in kinds:
-        verdict = "not supported"
-    elif kinds and all(k == "supported" for k in kinds):
-        verdict = "supported"
-    else:
-        verdict = "inconclusive"
-    summary = what + ": " + ("; ".join(f"[{p['verdict']}] {p['summary']}" for p in parts) or "no part applied")
-    return make_verdict(claim_id, verdict, {"parts": [{"verdict": p["verdict"], **p["evidence"]} for p in parts]},
-                        summary)
+    """``claims.all_of`` where a part may not apply (LR-8's halves): no parts is ``inconclusive``."""
+    return claims.all_of(claim_id, parts, what, allow_empty=True)
 
 
 def plot_heatmap(matrix: np.ndarray, batch_sizes, lrs, ax, best: list[dict] | None = None,

@@ -40,3 +40,18 @@ def test_check_range_and_unknown_ids():
         C.check_range("XX-99", 1, 0, 2, "x")
     with pytest.raises(ValueError, match="verdict must be one of"):
         C.make_verdict("DBG-1", "maybe", {}, "")
+
+
+def test_all_of_needs_every_part_and_keeps_their_numbers():
+    yes = C.compare("LR-6", [0.7, 0.71], [0.5, 0.51], "acc")
+    no = C.compare("LR-6", [0.5, 0.51], [0.7, 0.71], "acc")
+    unsure = C.compare("LR-6", [0.7], [0.5], "acc")
+    assert C.all_of("LR-6", [yes, yes])["verdict"] == "supported"
+    assert C.all_of("LR-6", [yes, unsure])["verdict"] == "inconclusive"
+    assert C.all_of("LR-6", [unsure, no])["verdict"] == "not supported"
+    named = C.all_of("LR-6", {"low": yes, "high": no}, "vs 10x")
+    assert named["evidence"]["high"]["effect"] == pytest.approx(-0.2)
+    assert named["summary"].startswith("vs 10x: [low: supported]")
+    with pytest.raises(ValueError, match="at least one part"):
+        C.all_of("LR-6", [])
+    assert C.all_of("LR-6", [], allow_empty=True)["verdict"] == "inconclusive"
