@@ -9,7 +9,6 @@ of device tensors: no per-sample Python.
 from __future__ import annotations
 
 import math
-import time
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -18,13 +17,9 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import nn
 from torchvision.ops import roi_align
-from tqdm.auto import tqdm
 
-from .data import make_generator, train_batches
-from .debug import describe_nonfinite
 from .plots import figure_png
-from .schedules import make_scheduler
-from .train import NonFiniteLossError, autocast_for, evaluate, make_optimizer, new_history
+from .train import NonFiniteLossError, evaluate, fit
 
 MODES = ("fixed", "random", "progressive", "crop")
 MIN_SIZE, MAX_SIZE = 4, 256  # allowed image heights, in pixels
@@ -164,70 +159,36 @@ def fit_multiscale(model: nn.Module, data: dict, mode: str = "fixed", epochs: in
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if epochs < 1 or batch_size < 1:
-        raise ValueError(f"epochs and batch_size must be at least 1, got {epochs} and {batch_size}")
     check_size_range(*scale_range)
     sizes = progressive_sizes(epochs, start_size, size) if mode == "progressive" else [size] * epochs
-    device = next(model.parameters()).device
-    torch.manual_seed(seed)
-    gen = make_generator(seed, device)
-    model = model.to(memory_format=torch.channels_last) if channels_last else model
-    opt = make_optimizer(model, "sgd", lr, 0.9, weight_decay)
-    n = len(data["train_y"])
-    per_epoch = n // batch_size if n >= batch_size else 1
-    sched = make_scheduler(opt, "onecycle", epochs * per_epoch)
-    hist, step = new_history(), 0
-    hist["step"]["size"], hist["epoch"]["size"] = [], []
-    bar = tqdm(total=epochs * per_epoch, disable=not progress, desc=f"{mode} training", leave=False)
+    step_sizes, epoch_sizes, epoch_ends = [], [], [0]
+
+    def rescale(x, epoch, generator):
+        x = rescale_batch(x, mode, generator, size, scale_range, sizes[epoch - 1], crop_scale)
+        step_sizes.append(x.shape[-2])
+        return x
+
+    def record_sizes(event, hist, model):  # runs before the caller's callbacks, so they see sizes
+        if event == "epoch":
+            this_epoch = step_sizes[epoch_ends[-1]:]
+            epoch_sizes.append(float(np.mean(this_epoch)) if this_epoch else math.nan)
+            epoch_ends.append(len(step_sizes))
+        hist["step"]["size"], hist["epoch"]["size"] = step_sizes, epoch_sizes
+
+    def attach(hist):  # a step that went non-finite was resized but never recorded
+        hist["step"]["size"], hist["epoch"]["size"] = step_sizes[:len(hist["step"]["loss"])], epoch_sizes
+        return hist
+
     try:
-        for epoch in range(1, epochs + 1):
-            model.train()
-            t0, loss_sum, correct, seen, heights = time.perf_counter(), 0.0, 0, 0, []
-            for x, y in train_batches(data, batch_size, gen, channels_last=channels_last):
-                x = rescale_batch(x, mode, gen, size, scale_range, sizes[epoch - 1], crop_scale)
-                with autocast_for(device, amp):
-                    out = model(x)
-                    loss = F.cross_entropy(out.float(), y, label_smoothing=label_smoothing)
-                step += 1
-                if not torch.isfinite(loss):
-                    hist["stopped"] = "nonfinite"
-                    raise NonFiniteLossError(describe_nonfinite(model, x, loss, step, epoch,
-                                                                opt.param_groups[0]["lr"]), hist)
-                hist["step"]["lr"].append(opt.param_groups[0]["lr"])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                gnorm = nn.utils.clip_grad_norm_(model.parameters(), math.inf)
-                opt.step()
-                sched.step()
-                for key, v in (("loss", loss.item()), ("grad_norm", float(gnorm)), ("size", x.shape[-2])):
-                    hist["step"][key].append(v)
-                loss_sum, seen = loss_sum + hist["step"]["loss"][-1] * len(y), seen + len(y)
-                correct += int((out.argmax(1) == y).sum())
-                heights.append(x.shape[-2])
-                bar.update(1)
-                for cb in callbacks:
-                    cb("step", hist, model)
-                if should_stop is not None and should_stop():
-                    hist["stopped"] = "requested"
-                    break
-            val = (evaluate(model, resize(data["val_x"], size), data["val_y"], data["mean"], data["std"],
-                            channels_last=channels_last) if evaluate_val else {"loss": math.nan, "acc": math.nan})
-            for key, value in (("epoch", epoch), ("train_loss", loss_sum / max(seen, 1)),
-                               ("train_acc", correct / max(seen, 1)), ("val_loss", val["loss"]),
-                               ("val_acc", val["acc"]), ("seconds", time.perf_counter() - t0),
-                               ("size", float(np.mean(heights)) if heights else math.nan)):
-                hist["epoch"][key].append(value)
-            for cb in callbacks:
-                cb("epoch", hist, model)
-            if hist["stopped"]:
-                break
-    except KeyboardInterrupt:
-        hist["stopped"] = "interrupted"
-        print(f"Interrupted at step {step}; returning the history so far "
-              f"({len(hist['epoch']['epoch'])} complete epochs).")
-    finally:
-        bar.close()
-    return hist
+        hist = fit(model, data, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                   label_smoothing=label_smoothing, seed=seed, amp=amp, channels_last=channels_last,
+                   callbacks=[record_sizes, *callbacks], progress=progress, should_stop=should_stop,
+                   evaluate_val=evaluate_val, batch_transform=rescale,
+                   val_transform=lambda v: resize(v, size))
+    except NonFiniteLossError as err:
+        attach(err.history)
+        raise
+    return attach(hist)
 
 
 def accuracy_at_sizes(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mean, std, sizes,

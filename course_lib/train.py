@@ -82,12 +82,15 @@ def fit(model: nn.Module, data: dict, epochs: int = 5, batch_size: int = 256, lr
         schedule_kw: dict | None = None, label_smoothing: float = 0.0, grad_clip: float | None = None,
         aug: bool = True, flip: bool = True, pad: int = 4, seed: int = 0, amp: bool | None = None,
         channels_last: bool = True, callbacks=(), progress: bool = True, should_stop=None,
-        evaluate_val: bool = True, opt: torch.optim.Optimizer | None = None) -> dict:
+        evaluate_val: bool = True, opt: torch.optim.Optimizer | None = None,
+        batch_transform=None, val_transform=None) -> dict:
     """Train ``model`` on ``data["train_x"/"train_y"]`` and return the history (see module doc).
 
     ``callbacks`` are called as ``cb(event, history, model)`` with event "step" or "epoch".
     ``opt`` lets a caller pass its own optimizer (e.g. per-layer learning rates); otherwise one
-    is made from ``optimizer``, ``lr``, ``momentum``, ``weight_decay``.
+    is made from ``optimizer``, ``lr``, ``momentum``, ``weight_decay``. ``batch_transform(x,
+    epoch, generator)`` changes each normalised training batch after augmentation (multi-scale
+    training resizes it); ``val_transform(x)`` changes the uint8 validation images once.
     """
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be at least 1, got {epochs} and {batch_size}")
@@ -103,12 +106,15 @@ def fit(model: nn.Module, data: dict, epochs: int = 5, batch_size: int = 256, lr
                            steps_per_epoch=steps_per_epoch, **(schedule_kw or {}))
     per_epoch_sched = isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau)
     hist, step = new_history(), 0
+    val_x = val_transform(data["val_x"]) if val_transform and evaluate_val else data["val_x"]
     bar = tqdm(total=epochs * steps_per_epoch, disable=not progress, desc="training", leave=False)
     try:
         for epoch in range(1, epochs + 1):
             model.train()
             t0, loss_sum, correct, seen = time.perf_counter(), 0.0, 0, 0
             for x, y in train_batches(data, batch_size, gen, aug, pad, flip, channels_last):
+                if batch_transform is not None:
+                    x = batch_transform(x, epoch, gen)
                 with autocast_for(device, amp):
                     out = model(x)
                     loss = F.cross_entropy(out.float(), y, label_smoothing=label_smoothing)
@@ -140,7 +146,7 @@ def fit(model: nn.Module, data: dict, epochs: int = 5, batch_size: int = 256, lr
                 if should_stop is not None and should_stop():
                     hist["stopped"] = "requested"
                     break
-            val = (evaluate(model, data["val_x"], data["val_y"], data["mean"], data["std"],
+            val = (evaluate(model, val_x, data["val_y"], data["mean"], data["std"],
                             channels_last=channels_last) if evaluate_val else {"loss": math.nan, "acc": math.nan})
             if per_epoch_sched:
                 sched.step(val["loss"])
