@@ -46,9 +46,10 @@ def recipes(lr: float, epochs: int, spe: int, T_0_epochs: int = 2, T_mult: int =
     if not lr > 0 or epochs < 1 or spe < 1:
         raise ValueError(f"lr, epochs and steps per epoch must be positive, got {lr}, {epochs}, {spe}")
     if not 1 <= T_0_epochs <= epochs:
-        raise ValueError(f"T_0_epochs must be between 1 and epochs ({epochs}), got {T_0_epochs}")
+        raise ValueError(f"the restart period T_0_epochs must be between 1 and epochs ({epochs}), got {T_0_epochs}")
     if not 0 <= warmup_epochs < epochs:
-        raise ValueError(f"warmup_epochs must be in [0, epochs) = [0, {epochs}), got {warmup_epochs}")
+        raise ValueError(f"warmup_epochs must be in [0, epochs) = [0, {epochs}): warmup must end before the run "
+                         f"does, got {warmup_epochs}")
     return {
         "constant": dict(schedule="constant", lr=lr),
         "step": dict(schedule="step", lr=lr,
