@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from .claims import make_verdict, spread
+from .claims import all_of, spread  # noqa: F401  (notebook 04 combines SC-1/LR-10 parts with all_of)
 from .plots import figure_png
 from .schedules import lr_curve, restart_ends, snapshot_callback
 from .train import fit, predict_logits
@@ -140,21 +140,6 @@ def best_and_last_accuracy(run: dict, x: torch.Tensor, y: torch.Tensor, mean, st
         return {"best_epoch": n_epochs, "best": last, "last": last}
     best = accuracy(ensemble_probs(run["model"], [run["best"]["state_dict"]], x, mean, std), y)
     return {"best_epoch": run["best"]["epoch"], "best": best, "last": last}
-
-
-def all_of(claim_id: str, parts: dict, what: str) -> dict:
-    """One verdict from several ``claims.compare`` verdicts that must all hold: ``supported`` if
-    every part is, ``not supported`` if any part is, else ``inconclusive``. The evidence keeps
-    each part's verdict, summary and numbers."""
-    if not parts:
-        raise ValueError("all_of needs at least one part")
-    got = [p["verdict"] for p in parts.values()]
-    verdict = ("supported" if all(v == "supported" for v in got)
-               else "not supported" if "not supported" in got else "inconclusive")
-    evidence = {name: {"verdict": p["verdict"], "summary": p["summary"], **p["evidence"]}
-                for name, p in parts.items()}
-    summary = f"{what}: " + "; ".join(f"[{name}: {p['verdict']}] {p['summary']}" for name, p in parts.items())
-    return make_verdict(claim_id, verdict, evidence, summary)
 
 
 def summary_rows(finals: dict) -> list[str]:
