@@ -45,6 +45,7 @@ def run_one(nb: Path, out_dir: Path, profile: str, seed: int, cell_timeout: int,
 
     The child is killed (with its kernel) when it exceeds ``limit`` seconds.
     """
+    nb, out_dir = Path(nb).resolve(), Path(out_dir).resolve()  # the child runs in the notebook's folder
     executed = out_dir / "executed" / nb.name
     results_dir = out_dir / "results"
     executed.parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,7 @@
 """The nightly job: failures isolated and reported, regressions caught and named, claims ledger
 complete. Uses tiny planted notebooks (no training) plus one real notebook with a planted fault."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -115,8 +116,9 @@ def test_lower_is_better_and_time_tolerance():
 
 def test_a_real_notebook_failing_on_its_headless_path_fails_the_run(tmp_path):
     """Notebook 00 with an invalid injected learning rate: fit raises on the headless path."""
+    relative_out = os.path.relpath(tmp_path, ROOT)  # as a user would type it (the child runs elsewhere)
     r = subprocess.run([sys.executable, "-m", "course_lib.nightly", "--profile", "smoke", "--only", "00",
-                        "--out", str(tmp_path), "--baselines", str(tmp_path / "none"), "-p", "lr", "-1",
+                        "--out", relative_out, "--baselines", str(tmp_path / "none"), "-p", "lr", "-1",
                         "--notebook-timeout", "300"], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert r.returncode == 1
     summary = json.loads((tmp_path / "summary.json").read_text())
