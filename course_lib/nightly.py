@@ -133,6 +133,17 @@ def default_tolerance(name: str, value: float) -> float:
     return 0.05 * abs(value) + 0.01
 
 
+def verdict_keys(verdicts: list[dict]) -> list[tuple[str, dict]]:
+    """(key, verdict) pairs: the claim ID, with ``#2``, ``#3``... for a claim a notebook judges
+    more than once (e.g. LR-6 for SGD and for Adam), so each is compared with its own baseline."""
+    seen: dict = {}
+    keyed = []
+    for v in verdicts:
+        seen[v["claim"]] = seen.get(v["claim"], 0) + 1
+        keyed.append((v["claim"] if seen[v["claim"]] == 1 else f"{v['claim']}#{seen[v['claim']]}", v))
+    return keyed
+
+
 def baseline_from_records(records: list[dict], old: dict | None = None) -> dict:
     """A baseline document from successful runs; tolerances already in ``old`` are kept."""
     old = old or {"notebooks": {}}
@@ -150,7 +161,7 @@ def baseline_from_records(records: list[dict], old: dict | None = None) -> dict:
             tol = prev.get(name, {}).get("tolerance", default_tolerance(name, v))
             metrics[name] = {"value": v, "higher_is_better": hib, "tolerance": tol}
         doc["notebooks"][rec["notebook"]] = {
-            "metrics": metrics, "verdicts": {v["claim"]: v["verdict"] for v in res.get("verdicts", [])}}
+            "metrics": metrics, "verdicts": {k: v["verdict"] for k, v in verdict_keys(res.get("verdicts", []))}}
     return doc
 
 
@@ -191,9 +202,9 @@ def claims_ledger(records: list[dict], baseline: dict) -> list[dict]:
     claims, rows = load_claims(), []
     for rec in records:
         base = baseline.get("notebooks", {}).get(rec["notebook"], {}).get("verdicts", {})
-        for v in (rec.get("results") or {}).get("verdicts", []):
+        for key, v in verdict_keys((rec.get("results") or {}).get("verdicts", [])):
             info = claims.get(v["claim"], {})
-            old = base.get(v["claim"])
+            old = base.get(key)
             rows.append({"claim": v["claim"], "text": info.get("claim", v.get("text", "")),
                          "source": info.get("source", ""), "notebook": rec["notebook"],
                          "verdict": v["verdict"], "summary": v.get("summary", ""),

@@ -124,3 +124,11 @@ def test_a_real_notebook_failing_on_its_headless_path_fails_the_run(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["notebooks"][0]["status"] == "failed"
     assert "lr must be positive" in summary["notebooks"][0]["error"]
+
+
+def test_a_claim_judged_twice_in_one_notebook_keeps_two_baseline_verdicts():
+    v = lambda verdict: {"claim": "LR-6", "verdict": verdict, "summary": ""}
+    records = [{"notebook": "01", "status": "ok", "results": {"metrics": {}, "verdicts": [v("supported"), v("not supported")]}}]
+    base = nightly.baseline_from_records(records)
+    assert base["notebooks"]["01"]["verdicts"] == {"LR-6": "supported", "LR-6#2": "not supported"}
+    assert [r["changed"] for r in nightly.claims_ledger(records, base)] == [False, False]
