@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from course_lib.data import load_cifar10
 from course_lib.datasets import build_cache
 
 CLASSES = ("cat", "dog", "frog")
@@ -36,3 +37,9 @@ def tiny_cache(tmp_path):
     """A cache of 3 classes x 40 training images of 24x32 (H x W)."""
     src = write_image_folder(tmp_path / "src", per_class=40)
     return build_cache(str(src), tmp_path / "cache.npz", size=(H, W), log=lambda *_: None)
+
+
+@pytest.fixture
+def tiny(tiny_cache):
+    """The tiny cache loaded as ``load_cifar10`` returns it: 90 training and 30 validation images."""
+    return load_cifar10(cache_path=tiny_cache, val_size=30)

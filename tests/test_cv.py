@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from course_lib import cv
-from course_lib.data import load_cifar10
 from course_lib.models import small_cnn
 
 # imbalanced on purpose: 60 / 30 / 10 images of classes 0 / 1 / 2
@@ -81,11 +80,6 @@ def test_shared_images_finds_exact_copies_in_non_square_images():
     assert cv.shared_images(a, a.transpose(2, 3).contiguous().transpose(2, 3)) == 20
     with pytest.raises(ValueError, match="same C,H,W"):
         cv.shared_images(a, a.transpose(2, 3))
-
-
-@pytest.fixture
-def tiny(tiny_cache):
-    return load_cifar10(cache_path=tiny_cache, val_size=30)  # 3 classes, 24x32 (H x W)
 
 
 def tiny_model():

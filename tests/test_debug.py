@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_lib import debug, faults
-from course_lib.data import batch_indices, load_cifar10, make_generator
+from course_lib.data import batch_indices, make_generator
 from course_lib.models import small_cnn
 from course_lib.train import NonFiniteLossError, fit
 
@@ -31,11 +31,6 @@ def conv_net(middle: nn.Module, name: str) -> nn.Sequential:
     return nn.Sequential(OrderedDict([("conv", nn.Conv2d(3, 4, 3)), ("bn", nn.BatchNorm2d(4)), ("act", nn.ReLU()),
                                       ("pool", nn.AdaptiveMaxPool2d(1)), (name, middle), ("flat", nn.Flatten()),
                                       ("fc", nn.Linear(8 if name == "stats" else 4, 3))]))
-
-
-@pytest.fixture
-def tiny(tiny_cache):
-    return load_cifar10(cache_path=tiny_cache, val_size=30)
 
 
 def test_finder_names_a_forward_fault():

@@ -6,14 +6,8 @@ import torch
 from torch import nn
 
 from course_lib import dropout as D
-from course_lib.data import load_cifar10
 from course_lib.models import small_cnn
 from course_lib.train import evaluate
-
-
-@pytest.fixture
-def tiny(tiny_cache):
-    return load_cifar10(cache_path=tiny_cache, val_size=30)
 
 
 TINY = {"hidden": 16, "num_classes": 3}

@@ -7,17 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from course_lib.data import load_cifar10
 from course_lib.lr_finder import (converges, exponential_factor, hook_shape, loss_symptom, lr_range_test,
                                   ratio_verdict, ten_x_advice,
                                   suggest_lrs, typical_ratio, update_ratio_logger, update_ratios)
 from course_lib.models import small_cnn
 from course_lib.train import fit, make_optimizer
-
-
-@pytest.fixture
-def tiny(tiny_cache):
-    return load_cifar10(cache_path=tiny_cache, val_size=30)
 
 
 def tiny_model(seed=0):

@@ -7,14 +7,8 @@ import torch
 
 from course_lib import lr_study
 from course_lib.claims import compare
-from course_lib.data import load_cifar10
 from course_lib.models import small_cnn
 from course_lib.train import fit, predict_logits
-
-
-@pytest.fixture
-def tiny(tiny_cache):
-    return load_cifar10(cache_path=tiny_cache, val_size=30)   # 90 training images of 24x32
 
 
 def tiny_model(seed=0):

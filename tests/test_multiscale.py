@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from course_lib import multiscale as MS
-from course_lib.data import load_cifar10, make_generator
+from course_lib.data import make_generator
 from course_lib.models import small_cnn
 from course_lib.train import NonFiniteLossError
 
@@ -18,11 +18,6 @@ def gradient_images(n=6, h=24, w=32):
     """The same horizontal+vertical ramp in every image, so different crops give different pixels."""
     ramp = torch.arange(h, dtype=torch.float32)[:, None] * 3 + torch.arange(w, dtype=torch.float32)
     return ramp.expand(n, 3, h, w).clone()
-
-
-@pytest.fixture
-def tiny(tiny_cache):
-    return load_cifar10(cache_path=tiny_cache, val_size=30)  # 90 train images of 24x32
 
 
 def tiny_model():

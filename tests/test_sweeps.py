@@ -7,16 +7,10 @@ import pytest
 import torch
 
 from course_lib.claims import compare
-from course_lib.data import load_cifar10
 from course_lib.models import small_cnn
 from course_lib.sweeps import (all_of, best_lr, fit_slope, good_lr_window, grid_matrix, lr_grid,
                                reinitialize_, run_grid, run_one, time_to_target)
 from course_lib.train import fit
-
-
-@pytest.fixture
-def tiny(tiny_cache):
-    return load_cifar10(cache_path=tiny_cache, val_size=30)
 
 
 def tiny_model():

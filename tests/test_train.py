@@ -5,14 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from course_lib.data import load_cifar10
 from course_lib.models import small_cnn
 from course_lib.train import NonFiniteLossError, evaluate, fit
-
-
-@pytest.fixture
-def tiny(tiny_cache):
-    return load_cifar10(cache_path=tiny_cache, val_size=30)
 
 
 def tiny_model():
