@@ -147,6 +147,7 @@ def control_panel(spec: dict, run, title: str = "Experiment", render=history_png
     panel.result, panel.thread, panel.inputs, panel.fresh = None, None, inputs, fresh
     panel.run_button, panel.stop_button, panel.status, panel.image = run_btn, stop_btn, status, image
     stop_event = threading.Event()
+    notice = [""]  # a refusal shown while a run goes on, kept past the progress redraws
     key_scope = None if cache is None else {**cache, "run": results_cache.function_source(run)}
 
     def show(result):
@@ -163,7 +164,7 @@ def control_panel(spec: dict, run, title: str = "Experiment", render=history_png
                 show(history)
                 if not stop_event.is_set():
                     status.value = (f"running with {describe(params)} ... {now - t0:.0f} s "
-                                    f"{progress_note(history)}")
+                                    f"{progress_note(history)}{notice[0]}")
 
         try:
             history = run(params, report, stop_event.is_set)
@@ -197,7 +198,9 @@ def control_panel(spec: dict, run, title: str = "Experiment", render=history_png
 
     def on_run(_):
         if panel.thread is not None and panel.thread.is_alive():
-            status.value = "<span style='color:#9a6700'>A run is already going: press Stop first.</span>"
+            notice[0] = ("<br><span style='color:#9a6700'>A run is already going: press Stop first, "
+                         "then Run.</span>")
+            status.value = status.value.split("<br>")[0] + notice[0]
             return
         params, errors = validate(spec, {k: w.value for k, w in inputs.items()})
         if errors:
@@ -214,6 +217,7 @@ def control_panel(spec: dict, run, title: str = "Experiment", render=history_png
                             f"to train again.")
             return
         stop_event.clear()
+        notice[0] = ""
         stop_btn.disabled = False
         status.value = f"running with {describe(params)} ..."
         panel.thread = threading.Thread(target=work, args=(params, key), daemon=True)
