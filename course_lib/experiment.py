@@ -10,6 +10,7 @@ Profiles:
 """
 from __future__ import annotations
 
+import html
 import json
 import os
 import platform
@@ -170,20 +171,25 @@ def record(ctx: Context, results_dir: str | Path, metrics: dict, verdicts: list,
 
 
 def show_verdicts(verdicts: list) -> None:
-    """Display the verdicts as an HTML table in Jupyter (plain text elsewhere)."""
+    """Display the verdicts once: an HTML table in Jupyter, with a plain-text version in the same
+    output for papermill logs and terminals (one output, so JupyterLab does not show them twice)."""
     colour = {"supported": "#1a7f37", "not supported": "#cf222e", "inconclusive": "#9a6700"}
+    text = "\n".join(f"{v['claim']:7s} {v['verdict']:14s} {v['summary']}" for v in verdicts)
+    rows = "".join(
+        f"<tr><td><b>{html.escape(v['claim'])}</b></td><td>{html.escape(v['text'])}</td>"
+        f"<td style='color:{colour[v['verdict']]}'><b>{v['verdict']}</b></td>"
+        f"<td>{html.escape(v['summary'])}</td></tr>" for v in verdicts)
+    table = ("<table><tr><th>claim</th><th>rule of thumb</th><th>verdict</th>"
+             f"<th>evidence (this run)</th></tr>{rows}</table>")
     try:
-        from IPython.display import HTML, display
-        rows = "".join(
-            f"<tr><td><b>{v['claim']}</b></td><td>{v['text']}</td>"
-            f"<td style='color:{colour[v['verdict']]}'><b>{v['verdict']}</b></td><td>{v['summary']}</td></tr>"
-            for v in verdicts)
-        display(HTML("<table><tr><th>claim</th><th>rule of thumb</th><th>verdict</th>"
-                     f"<th>evidence (this run)</th></tr>{rows}</table>"))
+        from IPython import get_ipython
+        from IPython.display import display
     except ImportError:
-        pass
-    for v in verdicts:
-        print(f"{v['claim']:7s} {v['verdict']:14s} {v['summary']}")
+        get_ipython = None
+    if get_ipython is not None and get_ipython() is not None:
+        display({"text/html": table, "text/plain": text}, raw=True)
+    else:
+        print(text)
 
 
 def metric(value: float, higher_is_better: bool = True) -> dict:

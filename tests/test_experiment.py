@@ -54,3 +54,27 @@ def test_record_refuses_unknown_claims(tmp_path):
     bad = {"claim": "NOPE-1", "verdict": "supported", "text": "", "evidence": {}, "summary": ""}
     with pytest.raises(KeyError):
         E.record(ctx, tmp_path, {}, [bad], {}, show=False)
+
+
+def _verdicts():
+    return [claims.compare("DO-1", [0.61, 0.62], [0.55, 0.56], what="accuracy <after conv>"),
+            claims.check_true("DO-4", True, {"gap": 0.1}, "dropout lowers train accuracy")]
+
+
+def test_show_verdicts_prints_plain_text_outside_jupyter(capsys):
+    E.show_verdicts(_verdicts())
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2 and out[0].startswith("DO-1") and "supported" in out[1]
+
+
+def test_show_verdicts_gives_jupyter_one_output_with_html_and_text(monkeypatch):
+    import IPython
+    import IPython.display as D
+    shown = []
+    monkeypatch.setattr(IPython, "get_ipython", lambda: object())
+    monkeypatch.setattr(D, "display", lambda obj, raw=False: shown.append((obj, raw)))
+    E.show_verdicts(_verdicts())
+    assert len(shown) == 1 and shown[0][1] is True
+    html, text = shown[0][0]["text/html"], shown[0][0]["text/plain"]
+    assert html.count("<tr>") == 3 and "&lt;after conv&gt;" in html  # escaped, not markup
+    assert text.splitlines()[0].startswith("DO-1")
