@@ -43,6 +43,8 @@ def test_notebook_contract(path):
     assert first.cell_type == "markdown" and first.source.startswith("# ")
     ids = set(re.findall(r"\b([A-Z]+-\d+)\b", first.source)) - {"CIFAR-10"}
     assert ids and ids <= set(load_claims()), "the first cell names the claims tested, by known IDs"
+    assert re.search(r"Time per profile.*`smoke`.*`quick`.*`full`", first.source, flags=re.S), \
+        "the first cell states the time per profile"
     assert "record(" in "".join(c.source for c in nb.cells[-2:]), "the last cells record the results"
     nbformat.validate(nb)
 
