@@ -7,11 +7,14 @@ STAMP    := $(VENV)/.installed
 SHARED   := ../shared/data/cifar10-jpg.tar.gz
 PROFILE  ?= quick
 PORT     ?= 8888
+# Jupyter refuses to start as root (common in containers) unless told it may
+ROOT_OK  := $(if $(filter 0,$(shell id -u)),--allow-root,)
+LAB_ARGS ?=
 
 .PHONY: help venv data lab test browser-deps nightly bench clean
 
 help:
-	@echo "make lab      set up, then open the course in JupyterLab"
+	@echo "make lab      set up, then open the course in JupyterLab (PORT=8888, LAB_ARGS=extra jupyter options)"
 	@echo "make test     set up, then run the whole test suite (notebooks in the smoke profile)"
 	@echo "make browser-deps   install Debian's chromium for the browser test, if missing (needs root)"
 	@echo "make data     prepare data/cifar10.npz (offline copy in $(SHARED) if present, else download)"
@@ -33,7 +36,7 @@ data: venv
 	$(PY) data_scripts/prepare_cifar10.py --source "$$src"
 
 lab: venv data
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --port=$(PORT)
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --port=$(PORT) $(ROOT_OK) $(LAB_ARGS)
 
 test: venv data browser-deps
 	COURSE_PROFILE=smoke $(PY) -m pytest

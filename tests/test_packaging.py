@@ -1,6 +1,13 @@
 """Set-up files agree with each other."""
+import json
+import os
 import re
+import signal
+import socket
+import subprocess
+import time
 import tomllib
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,3 +45,36 @@ def test_ci_runs_the_readme_test_command_and_nothing_else():
              if l.strip() and not l.startswith(("#", "set ", "cd "))]
     assert lines == ["make test"]
     assert "make test" in (ROOT / "README.md").read_text() and "make lab" in (ROOT / "README.md").read_text()
+
+
+def test_make_lab_starts_jupyterlab_on_the_notebooks(tmp_path):
+    """The README's launch command, as written (also as root, where Jupyter needs --allow-root)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+           "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
+    log = tmp_path / "lab.log"
+    args = "--no-browser --IdentityProvider.token=t0k --ServerApp.port_retries=0"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(["make", "lab", f"PORT={port}", f"LAB_ARGS={args}"], cwd=ROOT, env=env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline, contents = time.monotonic() + 120, None
+        while contents is None and proc.poll() is None and time.monotonic() < deadline:
+            try:
+                req = urllib.request.Request(f"http://127.0.0.1:{port}/api/contents",
+                                             headers={"Authorization": "token t0k"})
+                with urllib.request.urlopen(req, timeout=5) as r:
+                    contents = json.loads(r.read())
+            except OSError:
+                time.sleep(0.5)
+        assert contents is not None, f"make lab did not serve (exit {proc.poll()}):\n{log.read_text()[-2000:]}"
+        names = {item["name"] for item in contents["content"]}
+        assert "00_baseline_and_sanity_checks.ipynb" in names  # the server is rooted at notebooks/
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
