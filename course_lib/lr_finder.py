@@ -72,8 +72,10 @@ def lr_range_test(model: nn.Module, data: dict, start_lr: float = 1e-7, end_lr: 
     optimizer's state and hyperparameters, the train/eval mode and the global RNG are restored
     afterwards, so the test never leaves the model trained.
 
-    Returns ``{"lr", "loss", "smoothed"}`` lists (one entry per step), ``"stopped"`` ("diverged",
-    "nonfinite", "end_lr" or "requested"), and the ``factor``, ``start_lr``, ``end_lr`` used.
+    Returns ``{"lr", "loss", "smoothed"}`` lists (one entry per step), ``"ended"`` (how the test
+    ended: "diverged", "nonfinite", "end_lr" or "requested"), ``"stopped"`` ("requested" when the
+    user stopped it, else None, as in ``fit``'s history, so the widget panel and the results cache
+    treat a finished test as finished), and the ``factor``, ``start_lr``, ``end_lr`` used.
     ``report(result)`` is called every ``report_every`` steps (for live plots).
     """
     num_steps, factor = _steps_and_factor(start_lr, end_lr, factor, num_steps)
@@ -85,7 +87,7 @@ def lr_range_test(model: nn.Module, data: dict, start_lr: float = 1e-7, end_lr: 
     saved_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
     saved_opt = copy.deepcopy(opt.state_dict()) if opt is not None else None
     was_training = model.training
-    result = {"lr": [], "loss": [], "smoothed": [], "stopped": "running", "factor": factor,
+    result = {"lr": [], "loss": [], "smoothed": [], "ended": "running", "stopped": None, "factor": factor,
               "start_lr": start_lr, "end_lr": end_lr, "batch_size": batch_size}
     rng_devices = [device] if device.type == "cuda" else []
     try:
@@ -121,7 +123,7 @@ def _run_range_test(model, data, opt, sched, num_steps, batch_size, smoothing, d
             lr = opt.param_groups[0]["lr"]
             loss_v = loss.item()
             if not math.isfinite(loss_v):
-                result["stopped"] = "nonfinite"
+                result["ended"] = "nonfinite"
                 return
             step += 1
             avg = smoothing * avg + (1 - smoothing) * loss_v
@@ -131,7 +133,7 @@ def _run_range_test(model, data, opt, sched, num_steps, batch_size, smoothing, d
             result["smoothed"].append(smoothed)
             best = min(best, smoothed)
             if step > 1 and smoothed > diverge * best:
-                result["stopped"] = "diverged"
+                result["ended"] = "diverged"
                 return
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -140,10 +142,10 @@ def _run_range_test(model, data, opt, sched, num_steps, batch_size, smoothing, d
             if report is not None and step % report_every == 0:
                 report(result)
             if should_stop is not None and should_stop():
-                result["stopped"] = "requested"
+                result["ended"] = result["stopped"] = "requested"
                 return
             if step >= num_steps:
-                result["stopped"] = "end_lr"
+                result["ended"] = "end_lr"
                 return
 
 
@@ -166,7 +168,7 @@ def suggest_lrs(result: dict, skip_start: int = 10) -> dict:
     return {"steepest": float(lrs[i_steep]), "min_div_10": float(lrs[i_min] / 10),
             "min_loss_lr": float(lrs[i_min]), "min_loss": float(sm[i_min]),
             "steepest_slope": float(slope[i_steep]),
-            "reached_minimum": result["stopped"] in ("diverged", "nonfinite") or i_min < len(sm) - 1}
+            "reached_minimum": result["ended"] in ("diverged", "nonfinite") or i_min < len(sm) - 1}
 
 
 def hook_shape(result: dict, min_drop: float = 0.1, min_rise: float = 0.5, skip_start: int = 10) -> dict:
@@ -180,7 +182,7 @@ def hook_shape(result: dict, min_drop: float = 0.1, min_rise: float = 0.5, skip_
         raise ValueError(f"the range test recorded only {len(sm)} steps; need more than {skip_start}")
     start, i_min = sm[skip_start], int(np.argmin(sm))
     drop = (start - sm[i_min]) / start
-    rise = math.inf if result["stopped"] == "nonfinite" else (sm[-1] - sm[i_min]) / sm[i_min]
+    rise = math.inf if result["ended"] == "nonfinite" else (sm[-1] - sm[i_min]) / sm[i_min]
     return {"start": float(start), "minimum": float(sm[i_min]), "end": float(sm[-1]),
             "drop": float(drop), "rise": float(rise), "min_drop": min_drop, "min_rise": min_rise,
             "hooked": bool(drop >= min_drop and rise >= min_rise and i_min > skip_start)}
@@ -340,7 +342,7 @@ def range_test_png(result: dict, title: str = "") -> bytes:
         return figure_png(fig)
     sugg = {"run": suggest_lrs(result)} if len(result["lr"]) >= 13 else None
     plot_range_test({"run": result}, ax=ax, suggestions=sugg)
-    ax.set_title(f"{title}: {len(result['lr'])} steps ({result['stopped']})" if title else "")
+    ax.set_title(f"{title}: {len(result['lr'])} steps ({result['ended']})" if title else "")
     return figure_png(fig)
 
 

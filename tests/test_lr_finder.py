@@ -10,6 +10,7 @@ from torch import nn
 from course_lib.lr_finder import (converges, exponential_factor, hook_shape, loss_symptom, lr_range_test,
                                   ratio_verdict, ten_x_advice,
                                   suggest_lrs, typical_ratio, update_ratio_logger, update_ratios)
+from course_lib import cache as results_cache
 from course_lib.models import small_cnn
 from course_lib.train import fit, make_optimizer
 
@@ -23,7 +24,9 @@ def test_lr_grows_by_a_constant_factor_from_start_to_end(tiny):
     res = lr_range_test(tiny_model(), tiny, start_lr=1e-6, end_lr=1e-2, num_steps=25, batch_size=16,
                         diverge=1e9)
     lrs = np.array(res["lr"])
-    assert res["stopped"] == "end_lr" and len(lrs) == 25
+    assert res["ended"] == "end_lr" and len(lrs) == 25
+    # a test that ran to its end is finished, not stopped: the panel shows it so and caches it
+    assert res["stopped"] is None and results_cache.is_complete(res)
     assert lrs[0] == pytest.approx(1e-6) and lrs[-1] == pytest.approx(1e-2, rel=1e-6)
     np.testing.assert_allclose(lrs[1:] / lrs[:-1], exponential_factor(1e-6, 1e-2, 25), rtol=1e-9)
     assert len(res["loss"]) == len(res["smoothed"]) == 25
@@ -74,12 +77,20 @@ def test_training_after_a_range_test_equals_training_without_one(tiny):
     assert ha["step"]["loss"] == hb["step"]["loss"]
 
 
+def test_a_requested_stop_is_marked_stopped_and_not_cached(tiny):
+    calls = []
+    res = lr_range_test(tiny_model(), tiny, start_lr=1e-6, end_lr=1e-2, num_steps=25, batch_size=16,
+                        diverge=1e9, should_stop=lambda: calls.append(1) or len(calls) >= 5)
+    assert res["ended"] == res["stopped"] == "requested" and len(res["lr"]) == 5
+    assert not results_cache.is_complete(res)
+
+
 def test_stops_when_the_smoothed_loss_diverges(tiny):
     res = lr_range_test(tiny_model(), tiny, start_lr=1e-3, end_lr=1e6, num_steps=200, batch_size=16,
                         smoothing=0.5, weight_decay=0.0)
-    assert res["stopped"] in ("diverged", "nonfinite")
+    assert res["ended"] in ("diverged", "nonfinite") and res["stopped"] is None
     assert len(res["lr"]) < 200 and res["lr"][-1] < 1e6
-    if res["stopped"] == "diverged":
+    if res["ended"] == "diverged":
         assert res["smoothed"][-1] > 4.0 * min(res["smoothed"])
 
 
@@ -101,7 +112,7 @@ def synthetic_hook(n=200, lr_best=0.1, steep_at=1e-3):
     lrs = np.geomspace(1e-6, 10, n)
     x = np.log10(lrs)
     loss = 2.3 - 1.5 / (1 + np.exp(-(x - np.log10(steep_at)) * 3)) + np.exp(4 * (x - np.log10(lr_best)))
-    return {"lr": lrs.tolist(), "loss": loss.tolist(), "smoothed": loss.tolist(), "stopped": "diverged"}
+    return {"lr": lrs.tolist(), "loss": loss.tolist(), "smoothed": loss.tolist(), "ended": "diverged"}
 
 
 def test_suggestions_on_a_synthetic_hook():
@@ -117,7 +128,7 @@ def test_suggestions_on_a_synthetic_hook():
 def test_hook_shape_detects_a_hook_and_rejects_a_plain_decline():
     assert hook_shape(synthetic_hook())["hooked"]
     lrs = np.geomspace(1e-6, 1, 100)
-    falling = {"lr": lrs.tolist(), "smoothed": np.linspace(2.3, 1.0, 100).tolist(), "stopped": "end_lr"}
+    falling = {"lr": lrs.tolist(), "smoothed": np.linspace(2.3, 1.0, 100).tolist(), "ended": "end_lr"}
     h = hook_shape(falling)
     assert not h["hooked"] and h["drop"] > 0.5 and h["rise"] == 0
 
