@@ -53,6 +53,21 @@ def spread(values) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def decide(effect: float, noise: float, n: int, min_runs: int, expect: str = "higher",
+           too_few: str = "too few runs ({n} < {min_runs} per arm)",
+           effect_name: str = "effect", noise_name: str = "seed spread") -> tuple[str, str]:
+    """The one verdict rule every comparison uses: fewer than ``min_runs`` measurements, or an
+    ``effect`` no larger than its ``noise`` (or NaN), is ``inconclusive``; otherwise ``supported``
+    if the effect has the ``expect``-ed sign, else ``not supported``. Returns (verdict, why)."""
+    if n < min_runs:
+        return "inconclusive", too_few.format(n=n, min_runs=min_runs)
+    if math.isnan(effect) or math.isnan(noise) or abs(effect) <= noise:
+        return "inconclusive", f"{effect_name} {effect:+.4g} within {noise_name} {noise:.4g}"
+    sign = 1 if expect == "higher" else -1
+    return ("supported" if sign * effect > 0 else "not supported",
+            f"{effect_name} {effect:+.4g} vs {noise_name} {noise:.4g}")
+
+
 def compare(claim_id: str, treatment, control, what: str, expect: str = "higher",
             min_runs: int = 2, label_t: str = "treatment", label_c: str = "control") -> dict:
     """Verdict on "``treatment`` gives a {higher|lower} ``what`` than ``control``".
@@ -73,14 +88,7 @@ def compare(claim_id: str, treatment, control, what: str, expect: str = "higher"
     evidence = {f"{label_t}_mean": statistics.fmean(t), f"{label_c}_mean": statistics.fmean(c),
                 "effect": effect, "noise": noise, "runs": [len(t), len(c)],
                 label_t: t, label_c: c}
-    sign = 1 if expect == "higher" else -1
-    if min(len(t), len(c)) < min_runs:
-        verdict, why = "inconclusive", f"too few runs ({min(len(t), len(c))} < {min_runs} per arm)"
-    elif abs(effect) <= noise or math.isnan(effect):
-        verdict, why = "inconclusive", f"effect {effect:+.4g} within seed spread {noise:.4g}"
-    else:
-        verdict = "supported" if sign * effect > 0 else "not supported"
-        why = f"effect {effect:+.4g} vs seed spread {noise:.4g}"
+    verdict, why = decide(effect, noise, min(len(t), len(c)), min_runs, expect)
     summary = (f"{what}: {label_t} {statistics.fmean(t):.4g} vs {label_c} {statistics.fmean(c):.4g} "
                f"({why}; expected {expect})")
     return make_verdict(claim_id, verdict, evidence, summary)

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from sklearn.model_selection import LeaveOneOut, StratifiedKFold, StratifiedShuffleSplit, train_test_split
 from tqdm.auto import tqdm
 
-from .claims import make_verdict, spread
+from .claims import decide, make_verdict, spread
 from .data import channel_stats, stratified_subset
 from .plots import figure_png
 from .train import fit, predict_logits
@@ -274,13 +274,8 @@ def compare_spreads(claim_id: str, single, pooled, what: str, label_single: str 
     n = min(len(a), len(b))
     noise = math.hypot(sa / math.sqrt(2 * max(len(a) - 1, 1)), sb / math.sqrt(2 * max(len(b) - 1, 1)))
     effect = sa - sb
-    if n < min_runs:
-        verdict, why = "inconclusive", f"too few estimates ({n} < {min_runs} per arm)"
-    elif abs(effect) <= noise:
-        verdict, why = "inconclusive", f"difference {effect:+.4g} within its standard error {noise:.4g}"
-    else:
-        verdict = "supported" if effect > 0 else "not supported"
-        why = f"difference {effect:+.4g} vs standard error {noise:.4g}"
+    verdict, why = decide(effect, noise, n, min_runs, "higher", too_few="too few estimates ({n} < {min_runs} per arm)",
+                          effect_name="difference", noise_name="its standard error")
     evidence = {f"{label_single}_std": sa, f"{label_pooled}_std": sb, "effect": effect, "noise": noise,
                 "runs": [len(a), len(b)], label_single: a, label_pooled: b}
     summary = (f"{what}: std of {label_single} estimates {sa:.4g} ({len(a)}) vs {label_pooled} {sb:.4g} "

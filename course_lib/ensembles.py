@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from .claims import make_verdict, spread
+from .claims import decide, make_verdict, spread
 from .plots import figure_png
 from .train import predict_logits
 
@@ -239,14 +239,8 @@ def compare_rules(claim_id: str, treatment, control, what: str, label_t: str = "
         raise ValueError(f"paired measurements must be two equally long, non-empty lists, got {len(t)} and {len(c)}")
     diffs = [a - b for a, b in zip(t, c)]
     effect, noise = statistics.fmean(diffs), spread(diffs)
-    sign = 1 if expect == "higher" else -1
-    if len(diffs) < min_runs:
-        verdict, why = "inconclusive", f"too few pairs ({len(diffs)} < {min_runs})"
-    elif abs(effect) <= noise:
-        verdict, why = "inconclusive", f"mean paired difference {effect:+.4g} within its spread {noise:.4g}"
-    else:
-        verdict = "supported" if sign * effect > 0 else "not supported"
-        why = f"mean paired difference {effect:+.4g} vs spread {noise:.4g}"
+    verdict, why = decide(effect, noise, len(diffs), min_runs, expect, too_few="too few pairs ({n} < {min_runs})",
+                          effect_name="mean paired difference", noise_name="its spread")
     evidence = {f"{label_t}_mean": statistics.fmean(t), f"{label_c}_mean": statistics.fmean(c),
                 "effect": effect, "noise": noise, "runs": [len(t), len(c)], label_t: t, label_c: c}
     summary = (f"{what}: {label_t} {statistics.fmean(t):.4g} vs {label_c} {statistics.fmean(c):.4g} "

@@ -55,3 +55,13 @@ def test_all_of_needs_every_part_and_keeps_their_numbers():
     with pytest.raises(ValueError, match="at least one part"):
         C.all_of("LR-6", [])
     assert C.all_of("LR-6", [], allow_empty=True)["verdict"] == "inconclusive"
+
+
+
+def test_decide_is_the_one_verdict_rule():
+    assert C.decide(0.05, 0.01, 3, 2, "higher")[0] == "supported"
+    assert C.decide(0.05, 0.01, 3, 2, "lower")[0] == "not supported"
+    assert C.decide(0.01, 0.05, 3, 2)[0] == "inconclusive"
+    assert C.decide(float("nan"), 0.01, 3, 2)[0] == "inconclusive"
+    verdict, why = C.decide(0.05, 0.01, 1, 2, too_few="too few pairs ({n} < {min_runs})")
+    assert verdict == "inconclusive" and why == "too few pairs (1 < 2)"
