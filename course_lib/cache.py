@@ -45,12 +45,38 @@ def code_version(directory: Path | str = LIB_DIR) -> str:
     return h.hexdigest()[:16]
 
 
-def function_source(fn) -> str:
-    """The source of ``fn`` (works for functions defined in notebook cells), else its name."""
+def function_source(fn, _seen: set | None = None) -> str:
+    """The source of ``fn`` (works for functions defined in notebook cells), else its name,
+    followed by the notebook variables it reads: globals holding plain values (``lr = 0.05``,
+    ``widths = (16, 32)`` in a parameters cell) and, recursively, the sources of notebook
+    functions it calls. So changing a notebook variable a run depends on changes the cache key
+    too (a global list the run appends to also changes it: a needless miss, never a stale hit).
+    Closure variables are left out: there they are usually state (counters, lists)."""
+    seen = set() if _seen is None else _seen
+    if id(fn) in seen:
+        return ""
+    seen.add(id(fn))
     try:
-        return inspect.getsource(fn)
+        parts = [inspect.getsource(fn)]
+        refs = inspect.getclosurevars(fn)
     except (OSError, TypeError):
         return f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
+    for name, value in sorted(refs.globals.items()):
+        if inspect.isfunction(value) and value.__module__ == fn.__module__:
+            parts.append(function_source(value, seen))
+        elif _is_plain(value):
+            parts.append(f"{name} = {json.dumps(value, sort_keys=True)}")
+    return "\n".join(parts)
+
+
+def _is_plain(value) -> bool:
+    """A parameter-like value: a number, string, bool or None, or a short list, tuple or dict of them."""
+    scalar = (int, float, str, bool, type(None))
+    if isinstance(value, scalar):
+        return not isinstance(value, str) or len(value) < 1000
+    items = list(value.items()) if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else None
+    flat = [x for kv in items for x in kv] if isinstance(value, dict) else items
+    return flat is not None and len(flat) <= 100 and all(isinstance(x, scalar) for x in flat)
 
 
 def scope(notebook: str, profile: str, **context) -> dict:

@@ -148,7 +148,6 @@ def control_panel(spec: dict, run, title: str = "Experiment", render=history_png
     panel.run_button, panel.stop_button, panel.status, panel.image = run_btn, stop_btn, status, image
     stop_event = threading.Event()
     notice = [""]  # a refusal shown while a run goes on, kept past the progress redraws
-    key_scope = None if cache is None else {**cache, "run": results_cache.function_source(run)}
 
     def show(result):
         image.value = render(result, title)
@@ -207,7 +206,9 @@ def control_panel(spec: dict, run, title: str = "Experiment", render=history_png
             status.value = ("<span style='color:#cf222e'>" + "<br>".join(errors)
                             + "</span><br>Nothing was run; correct the value and press Run again.")
             return
-        key = None if key_scope is None else results_cache.make_key(key_scope, params)
+        # the run's source and the notebook values it reads, taken now: they may have changed since
+        key = None if cache is None else results_cache.make_key(
+            {**cache, "run": results_cache.function_source(run)}, params)
         entry = None if key is None or fresh.value else results_cache.load(key)
         if entry is not None:
             panel.result = entry["result"]

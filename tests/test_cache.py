@@ -48,6 +48,28 @@ def test_code_version_follows_the_source_files(tmp_path):
     assert cache.scope("00_x", "smoke", seed=3)["version"] == cache.code_version()  # course_lib itself
 
 
+LR = 0.05  # a notebook variable the run below reads, like ``lr`` in a parameters cell
+WIDTHS = (16, 32)
+
+
+def make_model_for_test():
+    return WIDTHS
+
+
+def run_reading_globals(p, r, s):
+    return make_model_for_test(), LR
+
+
+def test_the_key_follows_the_notebook_values_a_run_reads(monkeypatch):
+    before = cache.function_source(run_reading_globals)
+    assert "LR = 0.05" in before and "def make_model_for_test" in before and "WIDTHS = [16, 32]" in before
+    monkeypatch.setitem(run_reading_globals.__globals__, "LR", 0.1)
+    assert cache.function_source(run_reading_globals) != before
+    monkeypatch.setitem(run_reading_globals.__globals__, "LR", 0.05)
+    monkeypatch.setitem(run_reading_globals.__globals__, "WIDTHS", (8, 16))  # read by a called function
+    assert cache.function_source(run_reading_globals) != before
+
+
 def test_scope_includes_the_run_function_source():
     def run_a(p, r, s):
         return 1

@@ -155,3 +155,24 @@ def test_a_diverged_run_shows_its_message_and_the_curves_up_to_the_bad_step():
     assert wait_for(lambda: not panel.thread.is_alive())
     assert "loss became nan at step 2" in panel.status.value and panel.image.value == b"png2"
     assert panel.result["stopped"] == "nonfinite"
+
+
+PANEL_LR = 0.1  # a notebook variable read by the run function below
+
+
+def run_reading_a_global(params, report, should_stop):
+    run_reading_a_global.calls.append(PANEL_LR)
+    return {"stopped": None, "step": {"loss": [PANEL_LR]}, "epoch": {"epoch": []}}
+
+
+def test_changing_a_notebook_variable_the_run_reads_misses_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    run_reading_a_global.calls = calls = []
+    panel = control_panel(SPEC, run_reading_a_global, render=lambda h, t: b"x", cache={"notebook": "t"})
+    panel.run_button.click()
+    assert wait_for(lambda: not panel.thread.is_alive()) and calls == [0.1]
+    panel.run_button.click()
+    assert "cached" in panel.status.value and calls == [0.1]
+    monkeypatch.setitem(globals(), "PANEL_LR", 0.2)  # e.g. the parameters cell edited and re-run
+    panel.run_button.click()
+    assert wait_for(lambda: not panel.thread.is_alive()) and calls == [0.1, 0.2]
