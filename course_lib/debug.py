@@ -299,16 +299,16 @@ def train_until_nonfinite(model: nn.Module, data: dict, steps: int, lr: float, b
                           on_step=None, should_stop=None) -> dict:
     """Train for ``steps`` steps (constant LR) and stop at the first non-finite loss or gradient.
 
-    ``fit`` is the course's training loop but uses a fixed cross-entropy and stops only on the
-    loss; this loop takes any ``loss_fn`` and also stops on a non-finite gradient (a backward-only
-    fault leaves the loss finite until the update spoils the weights), then runs
+    ``fit`` is the course's training loop but uses a fixed cross-entropy; this loop takes any
+    ``loss_fn``, stops on a non-finite loss or gradient (a backward-only fault leaves the loss
+    finite until the update spoils the weights), names the cause, then runs
     :func:`find_nonfinite` on the failing batch with the weights as they were. Returns
     ``{"loss", "grad_norm", "layer_grad_norms" (at step 1), "first_nonfinite" (step or None),
     "cause" ("loss", "gradient", "gradient norm" (elements finite, norm overflowed) or None),
     "finding", "steps", "seconds", "stopped", "lr", "model"}`` and, after a failure, ``"batch"`` (x, y).
     ``on_step(result)`` is called after every step; ``should_stop()`` ends the run early.
     """
-    from .train import make_optimizer  # here, not at the top: train imports this module
+    from .train import grad_norm, make_optimizer  # here, not at the top: train imports this module
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps and batch_size must be at least 1, got {steps} and {batch_size}")
     device = next(model.parameters()).device
@@ -331,8 +331,8 @@ def train_until_nonfinite(model: nn.Module, data: dict, steps: int, lr: float, b
                     loss.backward()
                     if res["steps"] == 1:
                         res["layer_grad_norms"] = layer_grad_norms(model)
-                    bad = nonfinite_grads(model)  # before clipping, which spreads a NaN to every gradient
-                    res["grad_norm"].append(float(nn.utils.clip_grad_norm_(model.parameters(), grad_clip or math.inf)))
+                    bad = nonfinite_grads(model)
+                    res["grad_norm"].append(grad_norm(model, grad_clip))
                     if bad or not math.isfinite(res["grad_norm"][-1]):
                         # "gradient norm": every element finite, but the norm overflowed float32 (explosion)
                         cause = "gradient" if bad else "gradient norm"

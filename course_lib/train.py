@@ -58,15 +58,19 @@ def new_history() -> dict:
 def grad_norm(model: nn.Module, clip: float | None = None) -> float:
     """The total gradient norm; with ``clip``, gradients are also rescaled to at most that norm.
 
-    Without clipping nothing is rescaled: ``clip_grad_norm_`` with an infinite limit would multiply
-    every gradient by NaN as soon as one is NaN, hiding where it came from.
+    A non-finite norm is returned with the gradients untouched: ``clip_grad_norm_`` would multiply
+    every gradient by NaN as soon as one is NaN (with or without a limit), hiding where it came
+    from. The rescaling is ``clip_grad_norm_``'s own rule, min(1, clip / (norm + 1e-6)).
     """
     params = [p for p in model.parameters() if p.grad is not None]
     if not params:
         return 0.0
-    if clip:
-        return float(nn.utils.clip_grad_norm_(params, clip))
-    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad.float()) for p in params])))
+    norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad.float()) for p in params])))
+    if clip and math.isfinite(norm) and norm > clip:
+        scale = clip / (norm + 1e-6)
+        for p in params:
+            p.grad.mul_(scale)
+    return norm
 
 
 def autocast_for(device: torch.device, amp: bool | None):

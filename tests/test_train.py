@@ -1,4 +1,5 @@
 """The training loop: learning, determinism, NaN stop, interrupt, stop requests."""
+import math
 from collections import OrderedDict
 
 import pytest
@@ -130,3 +131,25 @@ def test_normalize_never_changes_the_callers_tensor():
     copy = x.clone()
     normalize(x, torch.zeros(3), torch.ones(3))
     assert torch.equal(x, copy)
+
+
+def _with_grads(*grads):
+    model = nn.Sequential(nn.Linear(3, 2, bias=False), nn.Linear(2, 1, bias=False))
+    for p, g in zip(model.parameters(), grads):
+        p.grad = torch.full_like(p, g)
+    return model
+
+
+def test_grad_norm_clips_like_torch_and_leaves_a_nan_where_it_is():
+    from course_lib.train import grad_norm
+    a, b = _with_grads(1.0, 2.0), _with_grads(1.0, 2.0)
+    norm = grad_norm(a, clip=1.0)
+    ref = float(nn.utils.clip_grad_norm_(b.parameters(), 1.0))
+    assert norm == pytest.approx(ref)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pa.grad, pb.grad)
+    assert grad_norm(_with_grads(0.01, 0.01), clip=1.0) < 1.0  # below the limit: untouched
+    bad = _with_grads(float("nan"), 2.0)
+    assert math.isnan(grad_norm(bad, clip=1.0))
+    first, second = bad.parameters()
+    assert first.grad.isnan().all() and (second.grad == 2.0).all()  # the NaN stays in its layer
