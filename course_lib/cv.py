@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from .claims import decide, make_verdict, spread
 from .data import channel_stats, stratified_subset
 from .plots import figure_png
-from .train import fit, predict_logits
+from .train import fit, predict_logits, raise_if_interrupted
 
 
 def labels(y) -> np.ndarray:
@@ -165,7 +165,7 @@ def fit_predict(make_model, data: dict, seed: int = 0, eval_sets: dict | None = 
     model = make_model()
     fit_kw = {"progress": False, "evaluate_val": False, **fit_kw}
     t0 = time.perf_counter()
-    history = fit(model, data, seed=seed, **fit_kw)
+    history = raise_if_interrupted(fit(model, data, seed=seed, **fit_kw), "a training")
     t1 = time.perf_counter()
     mean, std = data["mean"], data["std"]
     val_acc = math.nan

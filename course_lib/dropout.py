@@ -24,7 +24,7 @@ from . import claims
 from .claims import all_of  # noqa: F401  (notebook 03 combines DO-1/DO-2 parts with it)
 from .data import normalize, stratified_subset
 from .models import small_cnn
-from .train import evaluate, fit
+from .train import evaluate, fit, raise_if_interrupted
 from .widgets import history_png
 
 DROPOUT_TYPES = (nn.Dropout, nn.Dropout2d)
@@ -159,6 +159,7 @@ def train_config(config: dict, data: dict, epochs: int, seed: int = 0, widths=(3
     curve_data = {**data, "val_x": data["val_x"][:curve_val_n], "val_y": data["val_y"][:curve_val_n]}
     hist = fit(model, curve_data, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                aug=aug, seed=seed, callbacks=callbacks, should_stop=should_stop, progress=progress)
+    raise_if_interrupted(hist, "a dropout configuration")
     tr = evaluate(model, data["train_x"][:n_train_eval], data["train_y"][:n_train_eval],
                   data["mean"], data["std"])
     va = evaluate(model, data["val_x"], data["val_y"], data["mean"], data["std"])

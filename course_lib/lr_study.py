@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from .claims import all_of, spread  # noqa: F401  (notebook 04 combines SC-1/LR-10 parts with all_of)
 from .plots import figure_png
 from .schedules import lr_curve, restart_ends, snapshot_callback
-from .train import fit, predict_logits
+from .train import fit, predict_logits, raise_if_interrupted
 
 ARMS = ("constant", "step", "plateau", "cosine", "cosine_restarts", "onecycle", "warmup_cosine",
         "cosine_small_lr")
@@ -108,6 +108,7 @@ def run_recipe(model: torch.nn.Module, data: dict, recipe: dict, epochs: int, ba
     best_cb, best = best_epoch_callback()
     history = fit(model, data, epochs=epochs, batch_size=batch_size, seed=seed, progress=progress,
                   callbacks=[snap_cb, best_cb, *callbacks], should_stop=should_stop, **recipe)
+    raise_if_interrupted(history, "a schedule run")
     return {"history": history, "model": model, "best": best, "snapshots": snaps}
 
 

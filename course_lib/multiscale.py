@@ -19,7 +19,7 @@ from torch import nn
 from torchvision.ops import roi_align
 
 from .plots import figure_png
-from .train import NonFiniteLossError, evaluate, fit
+from .train import NonFiniteLossError, evaluate, fit, raise_if_interrupted
 
 MODES = ("fixed", "random", "progressive", "crop")
 MIN_SIZE, MAX_SIZE = 4, 256  # allowed image heights, in pixels
@@ -218,7 +218,7 @@ def train_and_test(model: nn.Module, data: dict, mode: str = "fixed", test_sizes
     and ``test_at_train_size``: accuracy on (up to ``gap_images``) un-augmented training images
     and on the test set, both at the training ``size``, whose difference is the generalisation gap.
     """
-    hist = fit_multiscale(model, data, mode=mode, **fit_kw)
+    hist = raise_if_interrupted(fit_multiscale(model, data, mode=mode, **fit_kw), "a multi-scale run")
     size, mean, std = fit_kw.get("size", 32), data["mean"], data["std"]
     hist["test_res"] = accuracy_at_sizes(model, data["test_x"], data["test_y"], mean, std, test_sizes)
     hist["test_restored"] = accuracy_at_sizes(model, data["test_x"], data["test_y"], mean, std,

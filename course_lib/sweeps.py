@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from . import claims
 from .claims import compare, make_verdict
-from .train import NonFiniteLossError, evaluate, fit
+from .train import NonFiniteLossError, evaluate, fit, raise_if_interrupted
 
 
 REINITS = {"kaiming": lambda w: nn.init.kaiming_normal_(w, nonlinearity="relu"),
@@ -102,6 +102,7 @@ def run_one(model: nn.Module, data: dict, seed: int = 0, reinit: bool = True, ca
     timer, train_seconds = epoch_timer()
     try:
         hist, diverged = fit(model, data, seed=seed, callbacks=[timer, *callbacks], **fit_kw), False
+        raise_if_interrupted(hist, "a sweep run")
     except NonFiniteLossError as err:
         hist, diverged = err.history, True
     e = hist["epoch"]

@@ -4,7 +4,8 @@
 per epoch train/val loss and accuracy and seconds. It stops on a non-finite loss with a message
 that names the step, the LR and the first module whose output was not finite; the Jupyter stop
 button (KeyboardInterrupt) or a ``should_stop()`` callback ends it early and returns the history
-so far.
+so far. Helpers that run many trainings for one comparison pass the interrupt on
+(``raise_if_interrupted``), so the stop button stops the whole cell.
 """
 from __future__ import annotations
 
@@ -169,6 +170,21 @@ def fit(model: nn.Module, data: dict, epochs: int = 5, batch_size: int = 256, lr
     finally:
         bar.close()
     return hist
+
+
+def raise_if_interrupted(history: dict, what: str = "a run") -> dict:
+    """Re-raise the stop button's interrupt that ``fit`` turned into ``stopped="interrupted"``.
+
+    For helpers whose runs feed a comparison: one stopped run of many must stop the cell, not let
+    the loop start the next run or a verdict be computed from a half-trained model. The history so
+    far rides on the exception (``.history``). Returns ``history`` unchanged otherwise.
+    """
+    if history.get("stopped") == "interrupted":
+        exc = KeyboardInterrupt(f"stopped by the user during {what}: the comparison needs every run, "
+                                "so run the cell again")
+        exc.history = history
+        raise exc
+    return history
 
 
 @torch.no_grad()

@@ -153,3 +153,27 @@ def test_grad_norm_clips_like_torch_and_leaves_a_nan_where_it_is():
     assert math.isnan(grad_norm(bad, clip=1.0))
     first, second = bad.parameters()
     assert first.grad.isnan().all() and (second.grad == 2.0).all()  # the NaN stays in its layer
+
+
+def test_helpers_pass_the_stop_button_on_so_a_loop_of_runs_stops(tiny):
+    from course_lib import sweeps
+    from course_lib.train import raise_if_interrupted
+
+    def press_stop_button(event, history, model):
+        if event == "step" and len(history["step"]["loss"]) == 2:
+            raise KeyboardInterrupt
+    started = []
+    with pytest.raises(KeyboardInterrupt, match="run the cell again") as info:
+        for seed in range(3):  # a notebook loop over runs: the first Stop must end it
+            started.append(seed)
+            sweeps.run_one(tiny_model(), tiny, seed, epochs=2, batch_size=16, lr=0.05, progress=False,
+                           callbacks=[press_stop_button])
+    assert started == [0] and len(info.value.history["step"]["loss"]) == 2  # the history so far rides along
+    finished = {"stopped": None}
+    assert raise_if_interrupted(finished) is finished
+
+
+def test_predictions_build_no_autograd_graph(tiny):
+    from course_lib.train import predict_logits
+    logits = predict_logits(tiny_model(), tiny["val_x"], tiny["mean"], tiny["std"])
+    assert not logits.requires_grad
