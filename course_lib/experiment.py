@@ -192,6 +192,8 @@ def show_verdicts(verdicts: list) -> None:
         print(text)
 
 
-def metric(value: float, higher_is_better: bool = True) -> dict:
-    """A metric entry with its direction, for ``record`` and the nightly comparison."""
-    return {"value": float(value), "higher_is_better": higher_is_better}
+def metric(value: float, higher_is_better: bool = True, timing: bool = False) -> dict:
+    """A metric entry with its direction, for ``record`` and the nightly comparison. ``timing``
+    marks a time or a ratio of times: it moves with the machine's load, so the nightly job allows
+    it a wide tolerance."""
+    return {"value": float(value), "higher_is_better": higher_is_better, **({"timing": True} if timing else {})}

@@ -125,10 +125,11 @@ def metric_value(m) -> tuple[float | None, bool]:
     return (float(m) if isinstance(m, (int, float)) and not isinstance(m, bool) else None), True
 
 
-def default_tolerance(name: str, value: float) -> float:
+def default_tolerance(name: str, value: float, timing: bool = False) -> float:
     """How far a metric may move in the bad direction before it counts as a regression:
-    50% for times (they depend on machine load), else 5% of the value plus 0.01."""
-    if name.endswith(TIME_LIKE):
+    50% for times (marked ``timing``, or named ``*seconds``/``*_s``: they depend on machine load),
+    else 5% of the value plus 0.01."""
+    if timing or name.endswith(TIME_LIKE):
         return 0.5 * abs(value)
     return 0.05 * abs(value) + 0.01
 
@@ -158,7 +159,8 @@ def baseline_from_records(records: list[dict], old: dict | None = None) -> dict:
             v, hib = metric_value(m)
             if v is None:
                 continue
-            tol = prev.get(name, {}).get("tolerance", default_tolerance(name, v))
+            timing = isinstance(m, dict) and bool(m.get("timing"))
+            tol = prev.get(name, {}).get("tolerance", default_tolerance(name, v, timing))
             metrics[name] = {"value": v, "higher_is_better": hib, "tolerance": tol}
         doc["notebooks"][rec["notebook"]] = {
             "metrics": metrics, "verdicts": {k: v["verdict"] for k, v in verdict_keys(res.get("verdicts", []))}}

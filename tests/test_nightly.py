@@ -114,6 +114,15 @@ def test_lower_is_better_and_time_tolerance():
     assert nightly.compare_metrics(rec(4.0), base)[0]["status"] == "improved"
 
 
+def test_a_metric_marked_timing_gets_the_time_tolerance_whatever_its_name():
+    from course_lib.experiment import metric
+    records = [{"notebook": "n", "status": "ok", "results": {"metrics": {
+        "flip_cost": metric(2.0, higher_is_better=False, timing=True), "acc": metric(0.5)}}}]
+    new = nightly.baseline_from_records(records)["notebooks"]["n"]["metrics"]
+    assert new["flip_cost"]["tolerance"] == 1.0 and new["flip_cost"]["higher_is_better"] is False
+    assert new["acc"]["tolerance"] == nightly.default_tolerance("acc", 0.5) < 0.05
+
+
 def test_a_real_notebook_failing_on_its_headless_path_fails_the_run(tmp_path):
     """Notebook 00 with an invalid injected learning rate: fit raises on the headless path."""
     relative_out = os.path.relpath(tmp_path, ROOT)  # as a user would type it (the child runs elsewhere)
