@@ -69,7 +69,8 @@ def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
               channels_last: bool = True) -> torch.Tensor:
     """uint8 images -> float32, zero mean and unit variance per channel (training-set statistics)."""
-    out = (x.float() / 255 - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+    # one new tensor, then in place: never touches the caller's x, even when x is already float
+    out = x.to(torch.float32, copy=True).div_(255).sub_(mean.view(1, -1, 1, 1)).div_(std.view(1, -1, 1, 1))
     return out.contiguous(memory_format=torch.channels_last) if channels_last else out
 
 

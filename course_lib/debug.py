@@ -278,7 +278,7 @@ def scan_one_by_one(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mean: to
     bad = []
     try:
         for i in range(len(x)):
-            xi = normalize(x[i:i + 1].to(torch.float32, copy=True), mean, std)  # copy: normalize works in place
+            xi = normalize(x[i:i + 1], mean, std)
             if not torch.isfinite(F.cross_entropy(model(xi), y[i:i + 1])):
                 bad.append(i)
     finally:

@@ -88,3 +88,11 @@ def test_train_batches_cover_the_epoch_without_a_ragged_last_batch(tiny_cache):
 def test_bad_batch_size_is_refused():
     with pytest.raises(ValueError, match="at least 1"):
         list(D.batch_indices(10, 0))
+
+
+def test_normalize_leaves_the_callers_images_alone():
+    x = batch(8)
+    for given in (x.clone(), x.float()):  # uint8 from the cache, or float (e.g. a planted NaN batch)
+        before = given.clone()
+        D.normalize(given, *D.channel_stats(x))
+        assert torch.equal(given, before)
