@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from . import ensembles
 from .claims import all_of, spread  # noqa: F401  (notebook 04 combines SC-1/LR-10 parts with all_of)
 from .plots import figure_png
 from .schedules import lr_curve, restart_ends, snapshot_callback
@@ -114,7 +115,7 @@ def run_recipe(model: torch.nn.Module, data: dict, recipe: dict, epochs: int, ba
 
 def accuracy(scores: torch.Tensor, y: torch.Tensor) -> float:
     """Top-1 accuracy of logits or probabilities ``scores`` (N, C) against labels ``y``."""
-    return float((scores.argmax(1) == y.to(scores.device)).float().mean())
+    return ensembles.accuracy(scores.argmax(1), y)
 
 
 @torch.no_grad()
