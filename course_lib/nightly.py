@@ -219,11 +219,9 @@ def claims_ledger(records: list[dict], baseline: dict) -> list[dict]:
 def environment(profile: str, seed: int) -> dict:
     """Git commit, torch/CUDA versions, device, profile, seed."""
     import torch
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True, timeout=5).stdout.strip()
-    except Exception:
-        commit = None
+
+    from .experiment import git_commit  # here: the job itself needs no torch until this report
+    commit = git_commit()
     dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     return {"git_commit": commit, "torch": torch.__version__, "cuda": torch.version.cuda,
             "device": dev, "gpus": torch.cuda.device_count(), "profile": profile, "seed": seed,
