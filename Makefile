@@ -50,10 +50,10 @@ browser-deps:
 	  "(or set COURSE_CHROMIUM to a Chromium binary)"; exit 1; fi
 
 nightly: venv data
-	$(PY) -m course_lib.nightly --profile $(PROFILE)
+	$(PY) -m course_lib.tools.nightly --profile $(PROFILE)
 
 bench: venv data
-	$(PY) -m course_lib.bench
+	$(PY) -m course_lib.tools.bench
 
 clean:
 	rm -rf notebooks/results results reports test-artifacts .pytest_cache

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # runs from a checkout without install
 
-from course_lib.datasets import build_cache, default_cache_path  # noqa: E402
+from course_lib.core.datasets import build_cache, default_cache_path  # noqa: E402
 
 
 def main(argv=None) -> int:

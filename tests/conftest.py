@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from course_lib.data import load_cifar10
-from course_lib.datasets import build_cache
+from course_lib.core.data import load_cifar10
+from course_lib.core.datasets import build_cache
 
 CLASSES = ("cat", "dog", "frog")
 H, W = 24, 32  # non-square: a swapped H and W shows up (DBG-4)

@@ -11,7 +11,7 @@ import nbformat
 import papermill as pm
 import pytest
 
-from course_lib.claims import VERDICTS, load_claims
+from course_lib.core.claims import VERDICTS, load_claims
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NB_DIR.glob("[0-9][0-9]_*.ipynb"))

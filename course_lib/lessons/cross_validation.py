@@ -1,0 +1,226 @@
+"""Cross-validation: folds from scikit-learn, one model per fold, hold-out splits, and how much
+an accuracy estimate moves from sampling alone.
+
+Folds are index arrays into a *pool*: the images you may train and validate on (``pool["train_x"]``,
+``pool["train_y"]``). The test set is never part of the pool (CV-2): pass it separately as an
+evaluation set and score it once, at the end. Splits come from ``sklearn.model_selection``;
+this module only checks arguments (with messages that name the allowed range) and trains.
+"""
+from __future__ import annotations
+
+import inspect
+import math
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from sklearn.model_selection import LeaveOneOut, StratifiedShuffleSplit, train_test_split
+
+from ..core.claims import decide, make_verdict, spread
+from ..core.data import stratified_subset
+from ..core.validation import cross_validate, labels
+from ..ui.plots import figure_png
+from ..core.train import fit
+
+
+def pool_subset(data: dict, size: int, seed: int = 0) -> dict:
+    """``data`` with its training split cut to a stratified random ``size`` images: the scarce
+    labelled pool that cross-validation splits (scikit-learn's ``train_test_split`` picks them)."""
+    y = labels(data["train_y"])
+    n_classes = len(np.unique(y))
+    if int(size) != size or not n_classes <= size <= len(y):
+        raise ValueError(f"pool size must be a whole number between {n_classes} (one image per class) "
+                         f"and {len(y)} (the training split), got {size}")
+    idx = np.arange(len(y)) if size == len(y) else stratified_subset(y, np.arange(len(y)), int(size), seed)
+    keep = torch.as_tensor(idx, device=data["train_y"].device)
+    return {**data, "train_x": data["train_x"][keep], "train_y": data["train_y"][keep]}
+
+
+def holdout_splits(y, n_splits: int, val_fraction: float = 0.2, seed: int = 0) -> list:
+    """``n_splits`` independent random stratified ``(train_idx, val_idx)`` hold-out splits
+    (scikit-learn's ``StratifiedShuffleSplit``): each is what one "single split" could have been."""
+    y = labels(y)
+    n_classes = len(np.unique(y))
+    if not 0 < val_fraction < 1 or round(val_fraction * len(y)) < n_classes:
+        raise ValueError(f"val_fraction must be in (0, 1) and leave at least one validation image per "
+                         f"class ({n_classes} classes, {len(y)} images), got {val_fraction}")
+    if int(n_splits) != n_splits or n_splits < 1:
+        raise ValueError(f"n_splits must be a whole number >= 1, got {n_splits}")
+    splitter = StratifiedShuffleSplit(n_splits=int(n_splits), test_size=val_fraction, random_state=seed)
+    return list(splitter.split(np.zeros(len(y)), y))
+
+
+def leave_one_out(n: int) -> list:
+    """``n`` folds, each holding out one image (scikit-learn's ``LeaveOneOut``): n trainings."""
+    if int(n) != n or n < 2:
+        raise ValueError(f"leave-one-out needs at least 2 images, got {n}")
+    return list(LeaveOneOut().split(np.zeros(int(n))))
+
+
+def three_way_split(y, fractions=(0.7, 0.2, 0.1), seed: int = 0) -> tuple:
+    """Stratified ``(train_idx, val_idx, test_idx)`` in the given proportions (document B's
+    70/20/10 by default), from two calls to scikit-learn's ``train_test_split``."""
+    y = labels(y)
+    f = [float(v) for v in fractions]
+    if len(f) != 3 or min(f) <= 0 or not math.isclose(sum(f), 1.0, abs_tol=1e-6):
+        raise ValueError(f"fractions must be three positive shares summing to 1, e.g. (0.7, 0.2, 0.1); got {fractions}")
+    idx = np.arange(len(y))
+    n_test, n_val = round(f[2] * len(y)), round(f[1] * len(y))  # counts, not shares: no rounding drift
+    rest, test = train_test_split(idx, test_size=n_test, stratify=y, random_state=seed)
+    train, val = train_test_split(rest, test_size=n_val, stratify=y[rest], random_state=seed)
+    return train, val, test
+
+
+def shared_images(a: torch.Tensor, b: torch.Tensor) -> int:
+    """How many images of ``a`` also occur, pixel for pixel, in ``b`` (both uint8 N,C,H,W).
+
+    A test image that is also in the pool takes part in cross-validation whatever the indices
+    say; this finds exact copies (sorting rows as raw bytes: no hashing, no collisions).
+    """
+    if a.shape[1:] != b.shape[1:]:
+        raise ValueError(f"images must have the same C,H,W to compare, got {tuple(a.shape[1:])} and {tuple(b.shape[1:])}")
+    if len(a) == 0 or len(b) == 0:
+        return 0
+    row = np.dtype((np.void, int(np.prod(a.shape[1:])) * a.element_size()))
+    ra = np.ascontiguousarray(a.detach().cpu().numpy().reshape(len(a), -1)).view(row).ravel()
+    rb = np.ascontiguousarray(b.detach().cpu().numpy().reshape(len(b), -1)).view(row).ravel()
+    return int(np.isin(ra, rb).sum())
+
+
+def repeat_means(val_acc, k: int) -> list[float]:
+    """The k-fold estimate of each repeat: fold scores in groups of ``k``, averaged."""
+    a = np.asarray(val_acc, dtype=float)
+    if len(a) % k:
+        raise ValueError(f"{len(a)} fold scores do not split into repeats of k={k}")
+    return a.reshape(-1, k).mean(1).tolist()
+
+
+FIT_KEYWORDS = tuple(p for p in inspect.signature(fit).parameters if p not in ("model", "data"))
+
+
+def grid_search(make_model, pool: dict, folds, param: str, values, seed: int = 0,
+                eval_sets: dict | None = None, report=None, should_stop=None, progress: bool = False,
+                **fit_kw) -> dict:
+    """Cross-validate every value of one ``fit`` keyword (e.g. ``weight_decay``) on the same folds
+    and seeds (a paired comparison), and pick the value with the best mean fold accuracy.
+
+    Returns ``{"param", "values", "fold_acc": [[per fold] per value], "mean", "std", "train_s",
+    "probs": [per value {name: [per fold]}], "best", "stopped"}`` (plain lists, JSON-friendly
+    without ``eval_sets``). ``report(result)`` is called after every fold.
+    """
+    if param not in FIT_KEYWORDS:
+        raise ValueError(f"param must be a keyword of fit, one of {FIT_KEYWORDS}; got {param!r}")
+    values = list(values)
+    if not values:
+        raise ValueError("values must list at least one setting to try")
+    res = {"param": param, "values": values, "fold_acc": [], "mean": [], "std": [], "train_s": [],
+           "probs": [], "best": None, "stopped": None}
+    for v in values:
+        res["fold_acc"].append([])
+
+        def fold_done(partial):
+            res["fold_acc"][-1] = list(partial["val_acc"])
+            if report is not None:
+                report(res)
+        r = cross_validate(make_model, pool, folds, seed, eval_sets, fold_done, should_stop, progress,
+                           **{**fit_kw, param: v})
+        res["mean"].append(r["estimate"])
+        res["std"].append(r["spread"])
+        res["train_s"].append(sum(r["train_s"]))
+        res["probs"].append(r["probs"])
+        if r["stopped"]:
+            res["stopped"] = r["stopped"]
+            break
+    if not res["stopped"]:
+        res["best"] = values[int(np.argmax(res["mean"]))]
+    return res
+
+
+def compare_spreads(claim_id: str, single, pooled, what: str, label_single: str = "single split",
+                    label_pooled: str = "cross-validated", min_runs: int = 3) -> dict:
+    """Verdict on "estimates from ``pooled`` (e.g. k-fold means) vary less than estimates from
+    ``single`` (e.g. single hold-out splits)".
+
+    The effect is the difference of the two standard deviations; its noise combines their
+    standard errors, s / sqrt(2 (n - 1)) each (normal approximation). As in ``claims.compare``:
+    fewer than ``min_runs`` estimates per arm, or an effect within the noise, is inconclusive.
+    """
+    a, b = [float(v) for v in single], [float(v) for v in pooled]
+    sa, sb = spread(a), spread(b)
+    n = min(len(a), len(b))
+    noise = math.hypot(sa / math.sqrt(2 * max(len(a) - 1, 1)), sb / math.sqrt(2 * max(len(b) - 1, 1)))
+    effect = sa - sb
+    verdict, why = decide(effect, noise, n, min_runs, "higher", too_few="too few estimates ({n} < {min_runs} per arm)",
+                          effect_name="difference", noise_name="its standard error")
+    evidence = {f"{label_single}_std": sa, f"{label_pooled}_std": sb, "effect": effect, "noise": noise,
+                "runs": [len(a), len(b)], label_single: a, label_pooled: b}
+    summary = (f"{what}: std of {label_single} estimates {sa:.4g} ({len(a)}) vs {label_pooled} {sb:.4g} "
+               f"({len(b)}) ({why}; expected smaller for {label_pooled})")
+    return make_verdict(claim_id, verdict, evidence, summary)
+
+
+def resplit_gaps(correct, n_val: int, draws: int = 2000, seed: int = 0) -> np.ndarray:
+    """Validation-minus-test accuracy gaps from sampling alone: the held-out images' correctness
+    (one model, 0/1 per image) is dealt into ``n_val`` validation and the rest test images
+    ``draws`` times at random. Any gap a real split shows can be read against this spread."""
+    c = torch.as_tensor(np.asarray(correct, dtype=np.float32))
+    n = len(c)
+    if int(n_val) != n_val or not 0 < n_val < n:
+        raise ValueError(f"n_val must be a whole number between 1 and {n - 1} (there are {n} held-out images), got {n_val}")
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.rand(draws, n, generator=g).argsort(1)
+    dealt = c[perm]
+    return (dealt[:, :n_val].mean(1) - dealt[:, n_val:].mean(1)).numpy()
+
+
+def gap_std(acc: float, n_val: int, n_test: int) -> float:
+    """Standard deviation of (validation - test) accuracy for a model of accuracy ``acc`` scored
+    on two independent samples of ``n_val`` and ``n_test`` images (binomial sampling)."""
+    return math.sqrt(acc * (1 - acc) * (1 / n_val + 1 / n_test))
+
+
+def plot_spread(groups: dict, ax=None, title: str = "", ylabel: str = "validation accuracy (%)"):
+    """One column per group (name -> list of estimates): every estimate as a dot, the mean with
+    a +-1 std bar. Shows at a glance how far single estimates stray. Returns the figure."""
+    if ax is None:
+        import matplotlib.pyplot as plt
+        _, ax = plt.subplots(figsize=(max(4.0, 1.3 * len(groups) + 2), 3.6))
+    for i, (name, vals) in enumerate(groups.items()):
+        v = 100 * np.asarray(vals, dtype=float)
+        if len(v) == 0:
+            continue
+        jitter = np.linspace(-0.12, 0.12, len(v)) if len(v) > 1 else np.zeros(1)
+        ax.plot(i + jitter, v, "o", alpha=0.6, ms=5)
+        ax.errorbar(i + 0.28, v.mean(), yerr=v.std(ddof=1) if len(v) > 1 else 0, fmt="s", color="k", capsize=4)
+    ax.set_xticks(range(len(groups)), list(groups), fontsize=8)
+    ax.set(ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3, axis="y")
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def grid_png(result: dict, title: str = "") -> bytes:
+    """A ``grid_search`` result (finished or partial) as PNG, drawn without pyplot (safe from the
+    widget's background thread)."""
+    fig = Figure(figsize=(7, 3.6))
+    groups = {f"{result['param']}={v:g}": acc for v, acc in zip(result["values"], result["fold_acc"])}
+    note = f" (best: {result['best']:g})" if result.get("best") is not None else ""
+    plot_spread(groups, ax=fig.subplots(), title=(title or "fold accuracies") + note)
+    return figure_png(fig)
+
+
+def plot_gaps(gaps, marks: dict, band: float, ax=None, title: str = "validation minus test accuracy"):
+    """Histogram of sampling-alone gaps (``resplit_gaps``) with the +-``band`` limits and a
+    vertical line for each observed gap in ``marks`` (name -> gap). Returns the figure."""
+    if ax is None:
+        import matplotlib.pyplot as plt
+        _, ax = plt.subplots(figsize=(6.5, 3.4))
+    ax.hist(100 * np.asarray(gaps), bins=40, color="#bbbbbb", label="sampling alone (re-dealt splits)")
+    for sign in (-1, 1):
+        ax.axvline(100 * sign * band, color="k", ls=":", lw=1)
+    for (name, gap), colour in zip(marks.items(), ("#1f77b4", "#d62728", "#2ca02c")):
+        ax.axvline(100 * gap, color=colour, lw=2, label=f"{name}: {100 * gap:+.1f} points")
+    ax.set(xlabel="validation - test accuracy (points)", ylabel="count", title=title)
+    ax.legend(fontsize=8)
+    ax.figure.tight_layout()
+    return ax.figure

@@ -1,0 +1,330 @@
+"""Where dropout belongs (notebook 03, claims DO-1..DO-5): configurations, placement, runs, verdicts.
+
+- :func:`configurations`: the table of small-CNN settings compared (no dropout, head only, conv
+  only element-/channel-wise, both, each with and without batch norm, and dropout before BN).
+- :func:`layer_sequence`, :func:`dropout_sites`, :func:`plot_placement`: where a model drops units.
+- :func:`train_config`, :func:`run_grid`: train configurations over seeds on a (sub)set and
+  measure train accuracy (eval mode, no augmentation), validation accuracy and the gap.
+- :func:`accuracy_by_mode`: test accuracy with dropout left on (DO-5) against ``model.eval()``.
+- :func:`little_difference`, :func:`all_of`: verdicts that ``claims`` has no single function for
+  ("makes little difference"; a claim with two parts).
+"""
+from __future__ import annotations
+
+import copy
+import statistics
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..core import claims
+from ..core.claims import all_of  # noqa: F401  (notebook 03 combines DO-1/DO-2 parts with it)
+from ..core.data import normalize, stratified_subset
+from ..core.models import small_cnn
+from ..core.train import evaluate, fit, raise_if_interrupted
+from ..ui.widgets import history_png
+
+DROPOUT_TYPES = (nn.Dropout, nn.Dropout2d)
+
+
+def configurations(conv_p: float = 0.1, head_low: float = 0.2, head_high: float = 0.5,
+                   head_too_high: float = 0.8) -> dict:
+    """The compared settings: name -> keyword arguments of ``models.small_cnn``.
+
+    Every placement comes with and without batch norm (names ending in ``, no BN``); the pitfall
+    (conv dropout *before* batch norm) and a rate above the 20-50% range (DO-3) with BN only.
+    Rates are validated here so a bad value fails before any training starts.
+    """
+    for name, p in (("conv_p", conv_p), ("head_low", head_low), ("head_high", head_high),
+                    ("head_too_high", head_too_high)):
+        if not 0.0 < p < 1.0:
+            raise ValueError(f"{name} must be in (0, 1), got {p}")
+    if len({head_low, head_high, head_too_high}) < 3:
+        raise ValueError(f"head_low, head_high and head_too_high must differ (each names a configuration), "
+                         f"got {head_low}, {head_high}, {head_too_high}")
+    base = {
+        "none": {},
+        f"head {head_low:g}": {"head_dropout": head_low},
+        f"head {head_high:g}": {"head_dropout": head_high},
+        f"conv {conv_p:g} element": {"conv_dropout": conv_p, "dropout_kind": "element"},
+        f"conv {conv_p:g} channel": {"conv_dropout": conv_p, "dropout_kind": "channel"},
+        "both": {"conv_dropout": conv_p, "dropout_kind": "element", "head_dropout": head_high},
+    }
+    out = {name: {**kw, "batch_norm": True} for name, kw in base.items()}
+    out[f"conv {conv_p:g} before BN"] = {"conv_dropout": conv_p, "dropout_kind": "element",
+                                         "dropout_before_bn": True, "batch_norm": True}
+    out[f"head {head_too_high:g}"] = {"head_dropout": head_too_high, "batch_norm": True}
+    out.update({f"{name}, no BN": {**kw, "batch_norm": False} for name, kw in base.items()})
+    return out
+
+
+def _kind(module: nn.Module) -> str:
+    """A short type label for one leaf module (what the placement plot draws)."""
+    if isinstance(module, nn.Dropout2d):
+        return "dropout (channel)"
+    if isinstance(module, nn.Dropout):
+        return "dropout (element)"
+    for cls, label in ((nn.Conv2d, "conv"), (nn.BatchNorm2d, "batch norm"), (nn.Linear, "linear"),
+                       (nn.MaxPool2d, "pool"), (nn.AdaptiveAvgPool2d, "pool"), (nn.Flatten, "flatten")):
+        if isinstance(module, cls):
+            return label
+    return "activation"
+
+
+def layer_sequence(model: nn.Module) -> list[tuple[str, str]]:
+    """``(name, kind)`` for every leaf module in forward order (``nn.Sequential`` models)."""
+    return [(name, _kind(m)) for name, m in model.named_modules()
+            if name and not list(m.children())]
+
+
+def dropout_sites(model: nn.Module) -> list[dict]:
+    """Every dropout module: its name, kind ("element"/"channel"), rate ``p`` and the layer it
+    follows (e.g. ``block1.act1`` after the activation, ``block1.conv1`` in the before-BN pitfall)."""
+    seq = [(name, m) for name, m in model.named_modules() if name and not list(m.children())]
+    sites = []
+    for i, (name, m) in enumerate(seq):
+        if isinstance(m, DROPOUT_TYPES):
+            sites.append({"name": name, "kind": "channel" if isinstance(m, nn.Dropout2d) else "element",
+                          "p": float(m.p), "after": seq[i - 1][0] if i else None})
+    return sites
+
+
+COLOURS = {"conv": "#4c72b0", "batch norm": "#55a868", "activation": "#c7c7c7", "pool": "#8c8c8c",
+           "flatten": "#e5e5e5", "linear": "#8172b2", "dropout (element)": "#dd8452",
+           "dropout (channel)": "#c44e52"}
+
+
+def plot_placement(models: dict):
+    """One row per configuration: its layers in forward order as coloured boxes, dropout boxes
+    labelled with their rate. Shows at a glance where each configuration drops units and whether
+    dropout comes before or after batch norm. ``models``: name -> model."""
+    fig, ax = plt.subplots(figsize=(13, 0.42 * len(models) + 1.2))
+    for row, (name, model) in enumerate(models.items()):
+        rates = {s["name"]: s["p"] for s in dropout_sites(model)}
+        for col, (lname, kind) in enumerate(layer_sequence(model)):
+            ax.add_patch(_box(col, row, COLOURS[kind]))
+            if lname in rates:
+                ax.text(col + 0.45, row + 0.45, f"{rates[lname]:g}", ha="center", va="center",
+                        fontsize=7, color="white", fontweight="bold")
+    ax.set(xlim=(-0.2, max(len(layer_sequence(m)) for m in models.values()) + 0.2),
+           ylim=(len(models), -0.2), xticks=[], yticks=[r + 0.45 for r in range(len(models))],
+           title="where each configuration drops units (input on the left, logits on the right)")
+    ax.set_yticklabels(list(models), fontsize=8)
+    for side in ("left", "bottom"):
+        ax.spines[side].set_visible(False)
+    handles = [_box(0, 0, c) for c in COLOURS.values()]
+    ax.legend(handles, list(COLOURS), ncol=8, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, 0),
+              frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def _box(x: float, y: float, colour: str):
+    from matplotlib.patches import Rectangle
+    return Rectangle((x, y), 0.9, 0.9, facecolor=colour, edgecolor="white")
+
+
+def subset(data: dict, n: int | None, seed: int = 0) -> dict:
+    """``data`` with a stratified subset of ``n`` training images (scikit-learn picks them; the
+    same ``seed`` gives the same images, so every configuration sees the same subset)."""
+    total = len(data["train_y"])
+    if n is None or n >= total:
+        return data
+    if n < 10:
+        raise ValueError(f"subset size must be at least 10 (one image per class), got {n}")
+    y = data["train_y"].cpu().numpy()
+    keep = torch.as_tensor(np.sort(stratified_subset(y, np.arange(total), n, seed)),
+                           device=data["train_y"].device)
+    return {**data, "train_x": data["train_x"][keep], "train_y": data["train_y"][keep]}
+
+
+def train_config(config: dict, data: dict, epochs: int, seed: int = 0, widths=(32, 64, 128),
+                 lr: float = 0.05, batch_size: int = 64, weight_decay: float = 5e-4, aug: bool = False,
+                 n_train_eval: int = 2000, curve_val_n: int | None = None, keep_model: bool = False,
+                 callbacks=(), should_stop=None, progress: bool = False) -> dict:
+    """Train ``small_cnn(widths, **config)`` on ``data`` (SGD + one-cycle) and measure it.
+
+    Returns ``history`` (per-epoch val loss curves), ``train_acc`` measured in eval mode on up
+    to ``n_train_eval`` training images without augmentation (the accuracy the model has on what
+    it saw, not the running average under dropout), ``val_acc``, ``gap`` = train - val accuracy,
+    ``val_loss`` and, if ``keep_model``, the ``model``. The per-epoch curves use the first
+    ``curve_val_n`` validation images (None: all; fewer keeps many short runs cheap); the final
+    validation accuracy and loss always use the whole validation split.
+    """
+    torch.manual_seed(seed)
+    model = small_cnn(widths=widths, **config).to(data["train_x"].device)
+    curve_data = {**data, "val_x": data["val_x"][:curve_val_n], "val_y": data["val_y"][:curve_val_n]}
+    hist = fit(model, curve_data, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+               aug=aug, seed=seed, callbacks=callbacks, should_stop=should_stop, progress=progress)
+    raise_if_interrupted(hist, "a dropout configuration")
+    tr = evaluate(model, data["train_x"][:n_train_eval], data["train_y"][:n_train_eval],
+                  data["mean"], data["std"])
+    va = evaluate(model, data["val_x"], data["val_y"], data["mean"], data["std"])
+    out = {"history": hist, "train_acc": tr["acc"], "val_acc": va["acc"], "gap": tr["acc"] - va["acc"],
+           "val_loss": va["loss"]}
+    if keep_model:
+        out["model"] = model
+    return out
+
+
+def run_grid(configs: dict, data: dict, seeds, keep=(), progress: bool = True, **train_kw) -> dict:
+    """Train every configuration once per seed: name -> list of :func:`train_config` results.
+
+    Models are kept only for the names in ``keep`` (memory). ``train_kw`` go to ``train_config``.
+    """
+    results = {name: [] for name in configs}
+    runs = [(name, s) for name in configs for s in seeds]
+    for name, s in tqdm(runs, desc="runs", disable=not progress):
+        results[name].append(train_config(configs[name], data, seed=s, keep_model=name in keep, **train_kw))
+    return results
+
+
+def values(results: dict, name: str, key: str) -> list[float]:
+    """One measurement (``train_acc``, ``val_acc``, ``gap``, ``val_loss``) of a configuration, per seed."""
+    return [r[key] for r in results[name]]
+
+
+def best_of(results: dict, names, key: str = "val_acc") -> str:
+    """The configuration among ``names`` with the highest mean ``key`` over seeds."""
+    names = list(names)
+    if not names:
+        raise ValueError("best_of needs at least one configuration name")
+    return max(names, key=lambda n: statistics.fmean(values(results, n, key)))
+
+
+def summary_rows(results: dict) -> list[dict]:
+    """Mean and seed-to-seed spread of train/val accuracy, the gap and the final validation loss
+    for every configuration."""
+    rows = []
+    for name in results:
+        row = {"config": name, "runs": len(results[name])}
+        for key in ("train_acc", "val_acc", "gap", "val_loss"):
+            v = values(results, name, key)
+            row[key], row[key + "_sd"] = statistics.fmean(v), claims.spread(v)
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    """A plain-text table of :func:`summary_rows`: accuracies in %, mean ± seed spread."""
+    lines = [f"{'configuration':24s} {'train acc %':>13s} {'val acc %':>13s} {'gap %':>13s} {'val loss':>13s}  runs"]
+    for r in rows:
+        cells = " ".join(f"{100 * r[k]:6.1f} ± {100 * r[k + '_sd']:4.1f}" for k in ("train_acc", "val_acc", "gap"))
+        lines.append(f"{r['config']:24s} {cells} {r['val_loss']:6.3f} ± {r['val_loss_sd']:4.2f}  {r['runs']}")
+    return "\n".join(lines)
+
+
+def plot_results(results: dict, title: str = ""):
+    """Left: validation loss per epoch (mean over seeds), with batch norm (solid) and without
+    (dashed). Right: train and validation accuracy per configuration (bars: mean; ticks: seeds)."""
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [1, 1.3]})
+    placements = list(dict.fromkeys(n.removesuffix(", no BN") for n in results))  # one colour each
+    for name, runs in results.items():
+        curves = [r["history"]["epoch"]["val_loss"] for r in runs]
+        n = min(len(c) for c in curves)
+        mean = np.mean([c[:n] for c in curves], axis=0)
+        colour = plt.cm.tab10(placements.index(name.removesuffix(", no BN")) % 10)
+        ax_loss.plot(range(1, n + 1), mean, "--" if name.endswith("no BN") else "-", color=colour, label=name)
+    ax_loss.set(xlabel="epoch", ylabel="validation loss", title=f"validation loss {title}")
+    ax_loss.legend(fontsize=6, ncol=2)
+    ax_loss.grid(alpha=0.3)
+    names = list(results)
+    for i, name in enumerate(names):
+        for key, dx, colour in (("train_acc", -0.2, "#4c72b0"), ("val_acc", 0.2, "#dd8452")):
+            v = [100 * a for a in values(results, name, key)]
+            ax_acc.bar(i + dx, statistics.fmean(v), 0.4, color=colour,
+                       label=key.replace("_acc", "") if i == 0 else None)
+            ax_acc.plot([i + dx] * len(v), v, "k_", ms=8)
+    ax_acc.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
+    ax_acc.set(ylabel="accuracy (%)", title=f"train vs validation accuracy {title}")
+    ax_acc.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_by_mode(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mean: torch.Tensor,
+                     std: torch.Tensor, batch_size: int = 1000) -> dict:
+    """Accuracy on uint8 images ``x`` in three modes (DO-5):
+
+    ``eval``: ``model.eval()``, as it should be; ``dropout_on``: eval mode but every dropout
+    module left in training mode (isolates dropout: batch norm keeps its running statistics);
+    ``train_mode``: ``model.train()`` as a whole, the bug as written (on a copy, so the model's
+    batch-norm running statistics are not changed). The model's own mode is restored.
+    """
+    was_training = model.training
+    device = next(model.parameters()).device
+    ghost = copy.deepcopy(model).train()
+    accs = {}
+    try:
+        for mode in ("eval", "dropout_on", "train_mode"):
+            m = ghost if mode == "train_mode" else model.eval()
+            if mode == "dropout_on":
+                for mod in model.modules():
+                    if isinstance(mod, DROPOUT_TYPES):
+                        mod.train()
+            correct = 0
+            with torch.no_grad():
+                for start in range(0, len(x), batch_size):
+                    xb = normalize(x[start:start + batch_size].to(device), mean, std)
+                    correct += int((m(xb).argmax(1) == y[start:start + batch_size].to(device)).sum())
+            accs[mode] = correct / max(len(x), 1)
+    finally:
+        model.train(was_training)
+    return accs
+
+
+def little_difference(claim_id: str, a, b, what: str, tolerance: float, label_a: str = "a",
+                      label_b: str = "b", min_runs: int = 2) -> dict:
+    """Verdict on "``a`` and ``b`` differ little" (|difference of means| within ``tolerance``).
+
+    ``supported``: the difference is at most ``tolerance`` and the seed spread is small enough
+    (at most ``tolerance``) to tell; ``not supported``: the difference exceeds both the tolerance
+    and the seed spread; otherwise (or with fewer than ``min_runs`` per arm) ``inconclusive``.
+    """
+    if tolerance <= 0:
+        raise ValueError(f"tolerance must be positive, got {tolerance}")
+    a, b = [float(v) for v in a], [float(v) for v in b]
+    if not a or not b:
+        raise ValueError("little_difference needs at least one measurement per arm")
+    effect = statistics.fmean(a) - statistics.fmean(b)
+    noise = max(claims.spread(a), claims.spread(b))
+    if min(len(a), len(b)) < min_runs:
+        verdict, why = "inconclusive", f"too few runs ({min(len(a), len(b))} < {min_runs} per arm)"
+    elif abs(effect) > max(tolerance, noise):
+        verdict, why = "not supported", f"difference {effect:+.4g} exceeds tolerance {tolerance:g} and seed spread {noise:.4g}"
+    elif noise <= tolerance:
+        verdict, why = "supported", f"difference {effect:+.4g} within tolerance {tolerance:g} (seed spread {noise:.4g})"
+    else:
+        verdict, why = "inconclusive", f"seed spread {noise:.4g} larger than tolerance {tolerance:g}"
+    evidence = {f"{label_a}_mean": statistics.fmean(a), f"{label_b}_mean": statistics.fmean(b),
+                "effect": effect, "noise": noise, "tolerance": tolerance, label_a: a, label_b: b}
+    summary = (f"{what}: {label_a} {statistics.fmean(a):.4g} vs {label_b} {statistics.fmean(b):.4g} ({why}; "
+               f"expected little difference)")
+    return claims.make_verdict(claim_id, verdict, evidence, summary)
+
+
+def result_png(history: dict, title: str = "") -> bytes:
+    """Render a widget run: the usual curves, with the final train/val accuracy in the title
+    once :func:`run_for_panel` has added them."""
+    f = history.get("final")
+    if f:
+        title = f"{title} | train {f['train_acc']:.1%}, val {f['val_acc']:.1%}, gap {f['gap']:+.1%}"
+    return history_png(history, title)
+
+
+def run_for_panel(params: dict, data: dict, report, should_stop, **train_kw) -> dict:
+    """The widget's experiment: one configuration from the panel's values (``conv_p``,
+    ``head_p``, ``kind``, ``batch_norm``, ``before_bn``, ``subset``, ``epochs``), trained with
+    :func:`train_config`; returns its history with the final accuracies under ``"final"``."""
+    from ..ui.widgets import history_reporter
+    config = {"conv_dropout": params["conv_p"], "head_dropout": params["head_p"],
+              "dropout_kind": params["kind"], "batch_norm": params["batch_norm"],
+              "dropout_before_bn": params["before_bn"]}
+    res = train_config(config, subset(data, params["subset"]), epochs=params["epochs"],
+                       callbacks=[history_reporter(report, every_steps=10)], should_stop=should_stop,
+                       **train_kw)
+    res["history"]["final"] = {k: res[k] for k in ("train_acc", "val_acc", "gap")}
+    return res["history"]

@@ -1,0 +1,391 @@
+"""Choosing a learning rate: the LR range test, reading loss curves, and update-to-weight ratios.
+
+- :func:`lr_range_test` (document A 八.7, Leslie Smith's test): start near 1e-7, multiply the LR
+  by a constant factor every step (``torch.optim.lr_scheduler.ExponentialLR``), record the
+  smoothed loss, stop when it diverges, then restore the model **and** the optimizer exactly.
+  Written here because ``torch-lr-finder`` is built around a DataLoader, while the course's
+  batches come from a device-resident generator (``data.train_batches``).
+- :func:`suggest_lrs`: the two common readings of the curve (steepest descent; minimum / 10),
+  :func:`hook_shape`: is the curve hook-shaped (falls, bottoms out, rises)?
+- :func:`loss_symptom`: what a training-loss curve says about the LR (falling, rising,
+  exploding) — the diagnosis behind "raise 10x / lower 10x" (LR-8).
+- :func:`update_ratio_logger`: a ``fit`` callback that logs ||ΔW|| / ||W|| per layer per step
+  (document B part 6: about 1e-3 is healthy; far above, lower the LR) (LR-9);
+  :func:`run_with_ratios` is one short training with that logger on.
+- Verdicts from short trainings at LRs 10x apart: :func:`ten_x_advice` (LR-8),
+  :func:`ratio_verdict` (LR-9), :func:`converges` (LR-7).
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..core.claims import compare
+from ..core.data import make_generator, train_batches
+from ..core.claims import all_of
+from ..core.runs import train_and_score
+from ..core.train import autocast_for, make_optimizer
+
+
+def exponential_factor(start_lr: float, end_lr: float, num_steps: int) -> float:
+    """The constant factor that takes the LR from ``start_lr`` to ``end_lr`` in ``num_steps`` steps
+    (first and last step included)."""
+    if not 0 < start_lr < end_lr:
+        raise ValueError(f"need 0 < start_lr < end_lr, got start_lr={start_lr}, end_lr={end_lr}")
+    if num_steps < 2:
+        raise ValueError(f"num_steps must be at least 2, got {num_steps}")
+    return (end_lr / start_lr) ** (1.0 / (num_steps - 1))
+
+
+def _steps_and_factor(start_lr, end_lr, factor, num_steps):
+    """Resolve (num_steps, factor): give either, or neither (then factor = 1.05 as in document A)."""
+    if factor is not None and num_steps is not None:
+        raise ValueError("give factor or num_steps, not both (one determines the other)")
+    if num_steps is not None:
+        return int(num_steps), exponential_factor(start_lr, end_lr, int(num_steps))
+    factor = 1.05 if factor is None else float(factor)
+    if not factor > 1.0:
+        raise ValueError(f"factor must be above 1 (the LR grows every step), got {factor}")
+    if not 0 < start_lr < end_lr:
+        raise ValueError(f"need 0 < start_lr < end_lr, got start_lr={start_lr}, end_lr={end_lr}")
+    return math.ceil(math.log(end_lr / start_lr) / math.log(factor)) + 1, factor
+
+
+def lr_range_test(model: nn.Module, data: dict, start_lr: float = 1e-7, end_lr: float = 10.0,
+                  factor: float | None = None, num_steps: int | None = None, batch_size: int = 128,
+                  optimizer: str = "sgd", opt: torch.optim.Optimizer | None = None,
+                  momentum: float = 0.9, weight_decay: float = 5e-4, smoothing: float = 0.98,
+                  diverge: float = 4.0, seed: int = 0, aug: bool = True, channels_last: bool = True,
+                  should_stop=None, report=None, report_every: int = 10) -> dict:
+    """Train with an exponentially growing LR and record the loss; leave model and optimizer as found.
+
+    The LR starts at ``start_lr`` and is multiplied by ``factor`` every step (default 1.05, or
+    the factor that reaches ``end_lr`` in ``num_steps`` steps). The loss is smoothed with a
+    bias-corrected exponential moving average (``smoothing``); the test stops when the smoothed
+    loss exceeds ``diverge`` times its minimum, when the loss is not finite, at ``end_lr``, or
+    when ``should_stop()`` returns True. ``opt`` is the caller's optimizer (its groups keep their
+    LR ratios); otherwise a fresh ``optimizer`` is made. Model parameters and buffers, the
+    optimizer's state and hyperparameters, the train/eval mode and the global RNG are restored
+    afterwards, so the test never leaves the model trained.
+
+    Returns ``{"lr", "loss", "smoothed"}`` lists (one entry per step), ``"ended"`` (how the test
+    ended: "diverged", "nonfinite", "end_lr" or "requested"), ``"stopped"`` ("requested" when the
+    user stopped it, else None, as in ``fit``'s history, so the widget panel and the results cache
+    treat a finished test as finished), and the ``factor``, ``start_lr``, ``end_lr`` used.
+    ``report(result)`` is called every ``report_every`` steps (for live plots).
+    """
+    num_steps, factor = _steps_and_factor(start_lr, end_lr, factor, num_steps)
+    if not 0.0 <= smoothing < 1.0:
+        raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
+    if not diverge > 1.0:
+        raise ValueError(f"diverge must be above 1 (a multiple of the best smoothed loss), got {diverge}")
+    device = next(model.parameters()).device
+    saved_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    saved_opt = copy.deepcopy(opt.state_dict()) if opt is not None else None
+    was_training = model.training
+    result = {"lr": [], "loss": [], "smoothed": [], "ended": "running", "stopped": None, "factor": factor,
+              "start_lr": start_lr, "end_lr": end_lr, "batch_size": batch_size}
+    rng_devices = [device] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=rng_devices):
+            torch.manual_seed(seed)
+            if channels_last:
+                model.to(memory_format=torch.channels_last)
+            test_opt = opt or make_optimizer(model, optimizer, start_lr, momentum, weight_decay)
+            base = test_opt.param_groups[0]["lr"]
+            for g in test_opt.param_groups:  # keep per-group LR ratios
+                g["lr"] = start_lr * g["lr"] / base
+            sched = torch.optim.lr_scheduler.ExponentialLR(test_opt, gamma=factor)
+            _run_range_test(model, data, test_opt, sched, num_steps, batch_size, smoothing, diverge,
+                            make_generator(seed, device), aug, channels_last, device, result,
+                            should_stop, report, report_every)
+    finally:
+        model.load_state_dict(saved_model)
+        if opt is not None:
+            opt.load_state_dict(saved_opt)
+        model.train(was_training)
+    return result
+
+
+def _run_range_test(model, data, opt, sched, num_steps, batch_size, smoothing, diverge, gen, aug,
+                    channels_last, device, result, should_stop, report, report_every):
+    """The loop of :func:`lr_range_test` (fills ``result`` in place)."""
+    model.train()
+    avg, best, step = 0.0, math.inf, 0
+    while step < num_steps:
+        for x, y in train_batches(data, batch_size, gen, aug, 4, True, channels_last):
+            with autocast_for(device, None):
+                loss = F.cross_entropy(model(x).float(), y)
+            lr = opt.param_groups[0]["lr"]
+            loss_v = loss.item()
+            if not math.isfinite(loss_v):
+                result["ended"] = "nonfinite"
+                return
+            step += 1
+            avg = smoothing * avg + (1 - smoothing) * loss_v
+            smoothed = avg / (1 - smoothing ** step)
+            result["lr"].append(lr)
+            result["loss"].append(loss_v)
+            result["smoothed"].append(smoothed)
+            best = min(best, smoothed)
+            if step > 1 and smoothed > diverge * best:
+                result["ended"] = "diverged"
+                return
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            if report is not None and step % report_every == 0:
+                report(result)
+            if should_stop is not None and should_stop():
+                result["ended"] = result["stopped"] = "requested"
+                return
+            if step >= num_steps:
+                result["ended"] = "end_lr"
+                return
+
+
+def suggest_lrs(result: dict, skip_start: int = 10) -> dict:
+    """The two usual readings of a range test, from its smoothed loss curve.
+
+    ``steepest``: the LR where the smoothed loss falls fastest against log(LR), searched between
+    step ``skip_start`` (the moving average needs a few steps) and the minimum. ``min_div_10``:
+    the LR at the minimum smoothed loss, divided by 10. ``reached_minimum`` is False when the test
+    ended before the loss turned up (then the minimum is only the last point seen).
+    """
+    lrs, sm = np.asarray(result["lr"], float), np.asarray(result["smoothed"], float)
+    if len(lrs) < skip_start + 3:
+        raise ValueError(f"the range test recorded only {len(lrs)} steps; need at least {skip_start + 3}: "
+                         "use more steps, a larger end_lr, or a smaller skip_start")
+    i_min = int(np.argmin(sm))
+    lo, hi = skip_start, max(i_min, skip_start + 2)
+    slope = np.gradient(sm, np.log10(lrs))
+    i_steep = lo + int(np.argmin(slope[lo:hi + 1]))
+    return {"steepest": float(lrs[i_steep]), "min_div_10": float(lrs[i_min] / 10),
+            "min_loss_lr": float(lrs[i_min]), "min_loss": float(sm[i_min]),
+            "steepest_slope": float(slope[i_steep]),
+            "reached_minimum": result["ended"] in ("diverged", "nonfinite") or i_min < len(sm) - 1}
+
+
+def hook_shape(result: dict, min_drop: float = 0.1, min_rise: float = 0.5, skip_start: int = 10) -> dict:
+    """Is the range-test curve hook-shaped? It must fall by ``min_drop`` (a fraction of its start)
+    to its minimum, and then rise by ``min_rise`` (a fraction of the minimum) or blow up.
+
+    Returns the numbers and ``hooked`` (bool). The start is the smoothed loss at ``skip_start``.
+    """
+    sm = np.asarray(result["smoothed"], float)
+    if len(sm) <= skip_start:
+        raise ValueError(f"the range test recorded only {len(sm)} steps; need more than {skip_start}")
+    start, i_min = sm[skip_start], int(np.argmin(sm))
+    drop = (start - sm[i_min]) / start
+    rise = math.inf if result["ended"] == "nonfinite" else (sm[-1] - sm[i_min]) / sm[i_min]
+    return {"start": float(start), "minimum": float(sm[i_min]), "end": float(sm[-1]),
+            "drop": float(drop), "rise": float(rise), "min_drop": min_drop, "min_rise": min_rise,
+            "hooked": bool(drop >= min_drop and rise >= min_rise and i_min > skip_start)}
+
+
+def loss_symptom(history: dict, rise: float = 0.1, window: int | None = None) -> dict:
+    """Read a training run's per-step loss the way LR-8 does: ``exploding`` (it became NaN/Inf),
+    ``rising`` (the moving average ends more than ``rise`` above its minimum) or ``falling``.
+
+    Also returns ``fall``: the fraction by which the moving average fell from its first to its
+    last value (how fast the loss is falling), and the two values.
+    """
+    losses = np.asarray(history["step"]["loss"], float)
+    if history.get("stopped") == "nonfinite":
+        return {"symptom": "exploding", "fall": math.nan, "first": math.nan, "last": math.nan}
+    if len(losses) < 2:
+        raise ValueError(f"need at least 2 steps of loss to read a trend, got {len(losses)}")
+    w = window or max(len(losses) // 10, 1)
+    ma = np.convolve(losses, np.ones(w) / w, mode="valid")
+    symptom = "rising" if ma[-1] > (1 + rise) * ma.min() else "falling"
+    return {"symptom": symptom, "fall": float((ma[0] - ma[-1]) / ma[0]), "first": float(ma[0]),
+            "last": float(ma[-1])}
+
+
+def update_ratio_logger(model: nn.Module, every: int = 1):
+    """A ``fit`` callback and its log: ||ΔW|| / ||W|| for every conv and linear weight, per step.
+
+    ``fit`` calls callbacks after each optimiser step, so the update of step k is the weight after
+    step k minus the weight the callback saw after step k-1. Ratios stay on the device until
+    :func:`update_ratios` reads them (no synchronisation per step). Returns ``(callback, log)``.
+    """
+    if every < 1:
+        raise ValueError(f"every must be at least 1, got {every}")
+    named = [(n, p) for n, p in model.named_parameters() if p.dim() >= 2 and p.requires_grad]
+    log = {"names": [n for n, _ in named], "steps": [], "values": [], "prev": None}
+
+    def callback(event, history, _model):
+        if event != "step":
+            return
+        step = len(history["step"]["loss"])
+        with torch.no_grad():
+            if log["prev"] is not None and step % every == 0:
+                log["values"].append(torch.stack([(p - q).norm() / p.norm().clamp_min(1e-12)
+                                                  for (_, p), q in zip(named, log["prev"])]))
+                log["steps"].append(step)
+            if (step + 1) % every == 0:
+                log["prev"] = [p.detach().clone() for _, p in named]
+            else:
+                log["prev"] = None
+    return callback, log
+
+
+def update_ratios(log: dict) -> dict:
+    """The ratios logged by :func:`update_ratio_logger`: ``{"steps": [...], layer name: [...]}``."""
+    values = torch.stack(log["values"]).float().cpu().numpy() if log["values"] else np.zeros((0, len(log["names"])))
+    out = {"steps": list(log["steps"])}
+    out.update({name: values[:, i].tolist() for i, name in enumerate(log["names"])})
+    return out
+
+
+def typical_ratio(ratios: dict, skip_fraction: float = 0.1) -> float:
+    """One number per run: the median over layers of each layer's median ratio, skipping the first
+    ``skip_fraction`` of the logged steps (the start of training is not typical). NaN if none."""
+    per_layer = []
+    for name, vals in ratios.items():
+        if name == "steps":
+            continue
+        v = np.asarray(vals, float)[int(len(vals) * skip_fraction):]
+        v = v[np.isfinite(v)]
+        if len(v):
+            per_layer.append(float(np.median(v)))
+    return float(np.median(per_layer)) if per_layer else math.nan
+
+
+def run_with_ratios(model: nn.Module, data: dict, seed: int = 0, every: int = 1, **fit_kw) -> dict:
+    """``runs.train_and_score`` (model re-initialised in place from ``seed``) with the update-to-weight
+    ratio logged; the summary gets ``ratios`` (:func:`update_ratios`) and ``ratio`` (:func:`typical_ratio`)."""
+    cb, log = update_ratio_logger(model, every)
+    r = train_and_score(model, data, seed, callbacks=[cb], **fit_kw)
+    ratios = update_ratios(log)
+    return {**r, "ratios": ratios, "ratio": typical_ratio(ratios)}
+
+
+def converges(history: dict, min_fall: float = 0.2) -> bool:
+    """True if the run's training loss fell by at least ``min_fall`` (a fraction of its start,
+    moving averages) and did not end rising or exploding (:func:`loss_symptom`)."""
+    s = loss_symptom(history)
+    return s["symptom"] == "falling" and s["fall"] >= min_fall
+
+
+def _accs(runs):
+    return [r["val_acc"] for r in runs]
+
+
+def ten_x_advice(claim_id: str, runs: dict, what: str) -> dict:
+    """Verdict on "loss falling too slowly: raise the LR 10x; rising or exploding: lower it 10x".
+
+    ``runs`` maps an LR factor (0.1, 1.0, 10.0: LRs 10x apart) to per-seed ``train_and_score`` summaries.
+    The symptom of the 0.1 and 10 runs is read from their loss curves (:func:`loss_symptom`); the
+    advice is tested only where its symptom showed: if the low run was falling (slowly, at a tenth
+    of the LR), does 10x higher give a better validation accuracy? If the high run rose or
+    exploded in any seed, does 10x lower? Each test is a ``claims.compare`` over seeds.
+    """
+    low = [loss_symptom(r["history"]) for r in runs[0.1]]
+    high = [loss_symptom(r["history"]) for r in runs[10.0]]
+    parts = []
+    if all(s["symptom"] == "falling" for s in low):
+        parts.append(compare(claim_id, _accs(runs[1.0]), _accs(runs[0.1]), "raise 10x from the slow run: val acc",
+                             label_t="raised", label_c="slow"))
+    if any(s["symptom"] != "falling" for s in high):
+        parts.append(compare(claim_id, _accs(runs[1.0]), _accs(runs[10.0]),
+                             "lower 10x from the rising/exploding run: val acc", label_t="lowered", label_c="high"))
+    symptoms = (f"10x lower: {[s['symptom'] for s in low]} (loss fell {[round(s['fall'], 2) for s in low]}); "
+                f"10x higher: {[s['symptom'] for s in high]}")
+    v = all_of(claim_id, parts, f"{what} [{symptoms}]", allow_empty=True)
+    v["evidence"]["symptoms"] = {"low": low, "high": high}
+    return v
+
+
+def ratio_verdict(claim_id: str, runs: dict, what: str, target: float = 1e-3, far: float = 10.0) -> dict:
+    """Verdict on "an update-to-weight ratio near ``target`` marks a good LR; far above, lower the LR".
+
+    ``runs`` maps an LR factor (LRs 10x apart) to per-seed :func:`run_with_ratios` summaries. Part
+    one: the LR whose ratio (median over seeds) is nearest ``target`` on a log scale is compared
+    with the best of the other LRs on validation accuracy. Part two, for every LR whose ratio is
+    more than ``far`` times ``target`` and which has a 10x lower neighbour: is that neighbour
+    better? Parts are ``claims.compare`` over seeds, combined by ``claims.all_of``.
+    """
+    factors = sorted(runs)
+    ratio = {f: float(np.nanmedian([r["ratio"] for r in runs[f]])) for f in factors}
+    near = min(factors, key=lambda f: abs(math.log10(ratio[f] / target)) if ratio[f] > 0 else math.inf)
+    others = [f for f in factors if f != near]
+    rival = max(others, key=lambda f: np.mean(_accs(runs[f])))
+    parts = [compare(claim_id, _accs(runs[near]), _accs(runs[rival]),
+                     f"ratio nearest {target:g} ({ratio[near]:.1e}, {near:g}x LR) vs best other ({rival:g}x LR)",
+                     label_t="nearest", label_c="rival")]
+    for f in factors:
+        lower = [g for g in factors if math.isclose(g, f / 10)]
+        if ratio[f] > far * target and lower:
+            parts.append(compare(claim_id, _accs(runs[lower[0]]), _accs(runs[f]),
+                                 f"ratio {ratio[f]:.1e} at {f:g}x LR: 10x lower LR", label_t="lowered", label_c="high"))
+    v = all_of(claim_id, parts, what, allow_empty=True)
+    v["evidence"]["ratios"] = {str(f): ratio[f] for f in factors}
+    return v
+
+
+def range_test_png(result: dict, title: str = "") -> bytes:
+    """A range-test curve (possibly still running) as PNG bytes, with the suggestions once there
+    are enough steps. Uses no pyplot, so a widget's background thread can call it."""
+    from matplotlib.figure import Figure
+
+    from ..ui.plots import figure_png
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
+    if len(result["lr"]) < 2:
+        ax.set(title="range test starting ...")
+        return figure_png(fig)
+    sugg = {"run": suggest_lrs(result)} if len(result["lr"]) >= 13 else None
+    plot_range_test({"run": result}, ax=ax, suggestions=sugg)
+    ax.set_title(f"{title}: {len(result['lr'])} steps ({result['ended']})" if title else "")
+    return figure_png(fig)
+
+
+def plot_range_test(results: dict, ax=None, suggestions: dict | None = None, ylim_factor: float = 1.6):
+    """Smoothed loss against LR (log axis) for one or more range tests (``{label: result}``), with
+    the suggested LRs marked (``{label: suggest_lrs(...)}``). Returns the figure."""
+    if ax is None:
+        import matplotlib.pyplot as plt
+        _, ax = plt.subplots(figsize=(7, 4))
+    tops, lows = [], []
+    for i, (label, res) in enumerate(results.items()):
+        line, = ax.plot(res["lr"], res["smoothed"], label=f"{label} (smoothed)")
+        ax.plot(res["lr"], res["loss"], color=line.get_color(), alpha=0.2, lw=0.8)
+        tops.append(res["smoothed"][min(10, len(res["smoothed"]) - 1)])
+        lows.append(min(res["smoothed"]))
+        s = (suggestions or {}).get(label)
+        if s:
+            ax.axvline(s["steepest"], color=line.get_color(), ls="--", lw=1,
+                       label=f"{label} steepest {s['steepest']:.2g}")
+            ax.axvline(s["min_div_10"], color=line.get_color(), ls=":", lw=1,
+                       label=f"{label} min/10 {s['min_div_10']:.2g}")
+    ax.set_xscale("log")
+    ax.set_ylim(0.8 * min(lows), ylim_factor * max(tops))
+    ax.set(xlabel="learning rate (log scale)", ylabel="training loss", title="LR range test")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return ax.figure
+
+
+def plot_update_ratios(ratios_by_label: dict, ax=None, target: float = 1e-3):
+    """The median-over-layers update-to-weight ratio per step for several runs, on a log axis,
+    with the 1e-3 rule of thumb drawn. ``ratios_by_label`` maps a label to :func:`update_ratios`."""
+    if ax is None:
+        import matplotlib.pyplot as plt
+        _, ax = plt.subplots(figsize=(7, 3.5))
+    for label, r in ratios_by_label.items():
+        layers = np.array([v for k, v in r.items() if k != "steps"], float)
+        if layers.size:
+            ax.plot(r["steps"], np.nanmedian(layers, axis=0), label=label)
+    ax.axhline(target, color="k", ls="--", lw=1, label=f"rule of thumb {target:g}")
+    ax.set_yscale("log")
+    ax.set(xlabel="step", ylabel="||ΔW|| / ||W|| (median over layers)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return ax.figure

@@ -1,0 +1,248 @@
+"""Test-time augmentation (TTA): predict on several transformed copies ("views") of each test
+image and merge the predictions (notebook 07, claims TTA-1 and TTA-2).
+
+A view is a short string, applied to a whole uint8 batch on its device with
+``torchvision.transforms.v2.functional`` (a view is the same deterministic transform for every
+image, so one call per batch is exactly right here, unlike random training augmentation):
+
+- ``id`` (unchanged), ``flip`` (left-right);
+- ``shift:DY,DX`` moves the content DY pixels down and DX right (reflect padding, as in training);
+- ``crop:F:POS`` the F-fraction crop (e.g. 0.875 of height and width) at POS in c, tl, tr, bl,
+  br, fed at its smaller size (the models pool globally, so any size works);
+- ``scale:F`` resized by F (antialiased), fed at the new size;
+- ``rotate:DEG`` rotated by DEG degrees (bilinear, black corners);
+- several joined by ``+`` apply left to right, e.g. ``flip+shift:1,1``.
+
+A policy is a list of views. Merging averages the softmax probabilities (``mean_probs``) or the
+logits (``mean_logits``). Logits are computed once per distinct view and shared by all
+policies; a policy's cost is the sum of its views' measured times over the plain prediction's.
+"""
+from __future__ import annotations
+
+import itertools
+import statistics
+import time
+
+import numpy as np
+import torch
+import torchvision.transforms.v2.functional as TF
+from matplotlib.figure import Figure
+
+from ..ui.plots import figure_png
+from ..core.train import predict_logits
+
+MERGES = ("mean_probs", "mean_logits")
+CROP_POSITIONS = ("c", "tl", "tr", "bl", "br")
+VIEW_FORMS = ("id", "flip", "shift:DY,DX", "crop:F:POS", "scale:F", "rotate:DEG")
+POLICIES = {
+    "none": ["id"],
+    "flip": ["id", "flip"],
+    "flip+translate": ["id", "flip", "shift:1,1", "shift:-1,-1", "flip+shift:1,1", "flip+shift:-1,-1"],
+    "crops": [f"crop:0.875:{p}" for p in CROP_POSITIONS],
+    "scales": ["id", "scale:0.875", "scale:1.125"],
+    "rotate": ["id", "rotate:15", "rotate:-15"],
+}
+
+
+def _bad_view(view: str, why: str) -> ValueError:
+    return ValueError(f"bad TTA view {view!r} ({why}); a view is one of {VIEW_FORMS} or several "
+                      f"joined by '+', e.g. 'flip+shift:1,1'; POS is one of {CROP_POSITIONS}")
+
+
+def _apply_one(x: torch.Tensor, op: str, view: str) -> torch.Tensor:
+    name, _, arg = op.partition(":")
+    h, w = x.shape[-2:]
+    try:
+        if name == "id" and not arg:
+            return x
+        if name == "flip" and not arg:
+            return TF.horizontal_flip(x)
+        if name == "shift":
+            dy, dx = (int(v) for v in arg.split(","))
+            p = max(abs(dy), abs(dx))
+            if p >= min(h, w):
+                raise _bad_view(view, f"a shift must be smaller than the image ({h}x{w})")
+            return TF.crop(TF.pad(x, [p, p, p, p], padding_mode="reflect"), p - dy, p - dx, h, w) if p else x
+        if name == "crop":
+            frac, pos = arg.split(":")
+            f = float(frac)
+            if not 0 < f <= 1 or pos not in CROP_POSITIONS:
+                raise _bad_view(view, f"F must be in (0, 1] and POS one of {CROP_POSITIONS}")
+            ch, cw = max(round(h * f), 1), max(round(w * f), 1)
+            top = {"c": (h - ch) // 2, "t": 0, "b": h - ch}[pos[0]]
+            left = {"c": (w - cw) // 2, "l": 0, "r": w - cw}[pos[-1]]
+            return TF.crop(x, top, left, ch, cw)
+        if name == "scale":
+            f = float(arg)
+            if not 0.25 <= f <= 4:
+                raise _bad_view(view, "F must be between 0.25 and 4")
+            return TF.resize(x, [max(round(h * f), 1), max(round(w * f), 1)], antialias=True)
+        if name == "rotate":
+            return TF.rotate(x, float(arg), interpolation=TF.InterpolationMode.BILINEAR)
+    except ValueError as exc:
+        if str(exc).startswith("bad TTA view"):
+            raise
+        raise _bad_view(view, f"could not read {op!r}") from None
+    raise _bad_view(view, f"unknown part {op!r}")
+
+
+def apply_view(x: torch.Tensor, view: str) -> torch.Tensor:
+    """The view ``view`` (see the module doc) of a batch ``x`` (N, 3, H, W), on its device."""
+    for op in view.split("+"):
+        x = _apply_one(x, op.strip(), view)
+    return x
+
+
+def policy_views(policies: dict) -> list[str]:
+    """The distinct views that ``policies`` use, in first-use order (each is computed once)."""
+    return list(dict.fromkeys(v for views in policies.values() for v in views))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.no_grad()
+def view_logits(model: torch.nn.Module, x: torch.Tensor, mean, std, views, batch_size: int = 1000):
+    """Logits of ``model`` for every view of uint8 images ``x``, and the seconds each view took
+    (transform and forward pass). Returns ``(logits, seconds)``, two dicts keyed by view."""
+    for v in views:
+        apply_view(x[:1], v)                          # refuse a bad view before any work
+    device = next(model.parameters()).device
+    predict_logits(model, x[:min(len(x), 64)], mean, std, batch_size)   # warm-up: first calls are slow
+    logits, seconds = {}, {}
+    for v in views:
+        _sync(device)
+        t0 = time.perf_counter()
+        out = torch.cat([predict_logits(model, apply_view(x[i:i + batch_size].to(device), v), mean, std, batch_size)
+                         for i in range(0, len(x), batch_size)])
+        _sync(device)
+        logits[v], seconds[v] = out, time.perf_counter() - t0
+    return logits, seconds
+
+
+def merge(logits_list, mode: str = "mean_probs") -> torch.Tensor:
+    """Merged class probabilities (N, C) from a list of logits (N, C), one per view:
+    ``mean_probs`` averages the softmax outputs, ``mean_logits`` takes the softmax of the mean."""
+    if mode not in MERGES:
+        raise ValueError(f"merge mode must be one of {MERGES}, got {mode!r}")
+    stacked = torch.stack(list(logits_list))
+    return stacked.softmax(-1).mean(0) if mode == "mean_probs" else stacked.mean(0).softmax(-1)
+
+
+def tta_predict(model: torch.nn.Module, x: torch.Tensor, mean, std, views, mode: str = "mean_probs",
+                batch_size: int = 1000) -> torch.Tensor:
+    """TTA probabilities (N, C) of ``model`` on uint8 images ``x`` for the list of ``views``."""
+    logits, _ = view_logits(model, x, mean, std, list(dict.fromkeys(views)), batch_size)
+    return merge([logits[v] for v in views], mode)
+
+
+def score_policies(logits: dict, seconds: dict, y: torch.Tensor, policies: dict, mode: str = "mean_probs",
+                   base: str = "none") -> dict:
+    """Per policy: accuracy, gain over policy ``base``, how many predictions TTA turned from wrong
+    to right and from right to wrong, and cost (its views' time over the plain ``id`` view's)."""
+    y = y.to(next(iter(logits.values())).device)
+    preds = {p: merge([logits[v] for v in views], mode).argmax(1) for p, views in policies.items()}
+    ok_base = preds[base] == y
+    out = {}
+    for p, pred in preds.items():
+        ok = pred == y
+        out[p] = {"acc": float(ok.float().mean()), "gain": float(ok.float().mean() - ok_base.float().mean()),
+                  "wrong_to_right": int((ok & ~ok_base).sum()), "right_to_wrong": int((~ok & ok_base).sum()),
+                  "cost": sum(seconds[v] for v in policies[p]) / seconds["id"], "views": len(policies[p])}
+    return out
+
+
+def summarize(per_model: list) -> dict:
+    """Mean and model-to-model spread of ``score_policies`` results over several models:
+    ``{policy: {"acc", "gain", "gain_sd", "gains", "wrong_to_right", "right_to_wrong", "cost"}}``."""
+    out = {}
+    for p in per_model[0]:
+        rows = [m[p] for m in per_model]
+        gains = [r["gain"] for r in rows]
+        out[p] = {"acc": statistics.fmean(r["acc"] for r in rows), "gain": statistics.fmean(gains),
+                  "gain_sd": statistics.stdev(gains) if len(gains) > 1 else 0.0, "gains": gains,
+                  "wrong_to_right": statistics.fmean(r["wrong_to_right"] for r in rows),
+                  "right_to_wrong": statistics.fmean(r["right_to_wrong"] for r in rows),
+                  "cost": statistics.fmean(r["cost"] for r in rows), "views": rows[0]["views"]}
+    return out
+
+
+def table_rows(summary: dict) -> list[str]:
+    """A text table of a ``summarize`` result (accuracy, gain ± spread in points, flips, cost)."""
+    rows = [f"{'policy':15s} {'views':>5s} {'accuracy':>9s} {'gain (points)':>15s} {'wrong->right':>13s} "
+            f"{'right->wrong':>13s} {'cost':>6s}"]
+    for p, s in summary.items():
+        rows.append(f"{p:15s} {s['views']:5d} {100 * s['acc']:8.2f}% {100 * s['gain']:+7.2f} ± {100 * s['gain_sd']:4.2f}"
+                    f" {s['wrong_to_right']:13.1f} {s['right_to_wrong']:13.1f} {s['cost']:5.1f}x")
+    return rows
+
+
+def per_class_accuracy(pred: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Accuracy per class (num_classes,), on the CPU; NaN for a class absent from ``y``."""
+    pred, y = pred.cpu(), y.cpu()
+    hits = torch.bincount(y[pred == y], minlength=num_classes).float()
+    counts = torch.bincount(y, minlength=num_classes).float()
+    return hits / counts
+
+
+def pair_ensemble_gains(plain_logits: list, y: torch.Tensor, mode: str = "mean_probs") -> list[float]:
+    """For every pair of models: the accuracy of their two-model ensemble minus the mean accuracy
+    of the two alone. Two models cost 2x inference, like a two-view TTA: the fair comparison."""
+    y = y.to(plain_logits[0].device)
+    acc = lambda scores: float((scores.argmax(1) == y).float().mean())
+    return [acc(merge([a, b], mode)) - (acc(a) + acc(b)) / 2 for a, b in itertools.combinations(plain_logits, 2)]
+
+
+def gains_figure(summaries: dict, title: str = "") -> Figure:
+    """Bar chart of accuracy gain (points, ± model-to-model spread) per policy, one bar group per
+    entry of ``summaries`` ``{label: summarize(...)}``, with each policy's cost on the x axis.
+    Built without pyplot, so a widget's background thread can draw it."""
+    fig = Figure(figsize=(10, 3.8))
+    ax = fig.subplots()
+    labels = list(summaries)
+    policies = [p for p in next(iter(summaries.values())) if p != "none"]
+    width = 0.8 / max(len(labels), 1)
+    for i, lab in enumerate(labels):
+        s = summaries[lab]
+        ax.bar(np.arange(len(policies)) + i * width, [100 * s[p]["gain"] for p in policies], width,
+               yerr=[100 * s[p]["gain_sd"] for p in policies], capsize=3, label=lab)
+    first = summaries[labels[0]]
+    ax.set_xticks(np.arange(len(policies)) + width * (len(labels) - 1) / 2,
+                  [f"{p}\n{first[p]['views']} views, {first[p]['cost']:.1f}x time" for p in policies], fontsize=8)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set(ylabel="accuracy gain over no TTA (points)", title=title or "TTA: gain per policy (mean ± spread over models)")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def render_panel(result: dict, title: str = "") -> bytes:
+    """PNG for the widget panel: the gains chart above the text table of ``result["summary"]``."""
+    fig = gains_figure({result["label"]: result["summary"]}, title)
+    fig.set_size_inches(10, 5.5)
+    fig.subplots_adjust(bottom=0.36)
+    fig.text(0.01, 0.02, "\n".join(table_rows(result["summary"])), family="monospace", fontsize=8)
+    return figure_png(fig)
+
+
+def widget_spec(policies: dict, groups, merge_mode: str = "mean_probs") -> dict:
+    """Control-panel spec for notebook 07: a tick box per policy, the merge mode and which
+    trained models (e.g. with or without flip augmentation) to look at."""
+    spec = {p: {"kind": "bool", "value": True, "label": p} for p in policies if p != "none"}
+    spec["merge"] = {"kind": "choice", "value": merge_mode, "options": list(MERGES), "label": "merge"}
+    spec["models"] = {"kind": "choice", "value": list(groups)[0], "options": list(groups), "label": "models trained"}
+    return spec
+
+
+def panel_result(params: dict, policies: dict, outputs: dict, y: torch.Tensor) -> dict:
+    """Score the ticked policies (plus ``none``) for the chosen models and merge mode from
+    logits already computed (``outputs``: ``{group: [(logits, seconds), ...]}``): instant."""
+    chosen = {"none": policies["none"], **{p: v for p, v in policies.items() if p != "none" and params.get(p)}}
+    if len(chosen) == 1:
+        raise ValueError("tick at least one policy")
+    per_model = [score_policies(lg, sec, y, chosen, params["merge"]) for lg, sec in outputs[params["models"]]]
+    return {"label": f"models trained {params['models']}, {params['merge']}", "summary": summarize(per_model),
+            "stopped": None}

@@ -1,0 +1,1 @@
+"""Tools that run the course: the nightly regression run and the throughput benchmark."""

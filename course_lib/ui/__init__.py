@@ -1,0 +1,1 @@
+"""What a student sees and touches: figures, the widget control panel, the results cache."""

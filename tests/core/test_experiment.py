@@ -1,0 +1,80 @@
+"""Profiles, setup and the results JSON."""
+import json
+
+import pytest
+import torch
+
+from course_lib.core import claims, experiment as E
+
+
+def test_profile_resolution(monkeypatch):
+    monkeypatch.delenv("COURSE_PROFILE", raising=False)
+    assert E.resolve_profile("auto", torch.device("cpu")) == "quick"
+    assert E.resolve_profile("auto", torch.device("cuda")) == "full"
+    assert E.resolve_profile("smoke") == "smoke"
+    monkeypatch.setenv("COURSE_PROFILE", "smoke")
+    assert E.resolve_profile("auto", torch.device("cuda")) == "smoke"
+    assert E.resolve_profile("full") == "full"  # an explicit profile wins over the variable
+    with pytest.raises(ValueError, match="profile must be one of"):
+        E.resolve_profile("fast")
+
+
+def test_pick():
+    assert E.pick("quick", 1, 2, 3) == 2
+
+
+def test_setup_loads_profile_sizes(tiny_cache, monkeypatch, capsys):
+    monkeypatch.setattr(E, "load_cifar10", lambda dev, **kw: {"kw": kw, **_fake()})
+    ctx = E.setup("smoke", seed=3, notebook="nb")
+    assert ctx.profile == "smoke" and ctx.seed == 3 and ctx.data["kw"]["train_size"] == 2000
+    assert "[nb] profile=smoke" in capsys.readouterr().out
+
+
+def _fake():
+    z = torch.zeros(1)
+    return {"train_y": z, "val_y": z, "test_y": z}
+
+
+def test_record_writes_json_with_verdicts_metrics_and_environment(tmp_path):
+    ctx = E.Context(profile="smoke", seed=0, device=torch.device("cpu"), data=None, notebook="99_test")
+    v = [claims.check_range("DBG-1", 2.3, 2.0, 2.6, "initial loss")]
+    path = E.record(ctx, tmp_path, {"acc": E.metric(0.5), "nan": float("nan"), "t": torch.tensor(2.0)},
+                    v, params={"lr": 0.1})
+    got = json.loads(path.read_text())
+    assert path.name == "99_test.json"
+    assert got["verdicts"][0]["claim"] == "DBG-1" and got["verdicts"][0]["verdict"] == "supported"
+    assert got["metrics"]["acc"] == {"value": 0.5, "higher_is_better": True}
+    assert got["metrics"]["nan"] == "nan" and got["metrics"]["t"] == 2.0
+    assert got["params"] == {"lr": 0.1} and got["profile"] == "smoke"
+    assert {"torch", "torchvision", "device", "git_commit"} <= set(got["environment"])
+
+
+def test_record_refuses_unknown_claims(tmp_path):
+    ctx = E.Context(profile="smoke", seed=0, device=torch.device("cpu"), data=None, notebook="x")
+    bad = {"claim": "NOPE-1", "verdict": "supported", "text": "", "evidence": {}, "summary": ""}
+    with pytest.raises(KeyError):
+        E.record(ctx, tmp_path, {}, [bad], {}, show=False)
+
+
+def _verdicts():
+    return [claims.compare("DO-1", [0.61, 0.62], [0.55, 0.56], what="accuracy <after conv>"),
+            claims.check_true("DO-4", True, {"gap": 0.1}, "dropout lowers train accuracy")]
+
+
+def test_show_verdicts_prints_plain_text_outside_jupyter(capsys):
+    E.show_verdicts(_verdicts())
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2 and out[0].startswith("DO-1") and "supported" in out[1]
+
+
+def test_show_verdicts_gives_jupyter_one_output_with_html_and_text(monkeypatch):
+    import IPython
+    import IPython.display as D
+    shown = []
+    monkeypatch.setattr(IPython, "get_ipython", lambda: object())
+    monkeypatch.setattr(D, "display", lambda obj, raw=False: shown.append((obj, raw)))
+    E.show_verdicts(_verdicts())
+    assert len(shown) == 1 and shown[0][1] is True
+    html, text = shown[0][0]["text/html"], shown[0][0]["text/plain"]
+    assert html.count("<tr>") == 3 and "&lt;after conv&gt;" in html  # escaped, not markup
+    assert text.splitlines()[0].startswith("DO-1")

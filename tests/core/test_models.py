@@ -1,0 +1,63 @@
+"""Models: non-square inputs, parameter counts, dropout placement, inits."""
+import pytest
+import torch
+from torch import nn
+
+from course_lib.core import models as M
+
+
+@pytest.mark.parametrize("build", [lambda: M.small_cnn(), lambda: M.fast_net((16, 32, 64), stem=8),
+                                   lambda: M.baseline_net(8), lambda: M.small_cnn(batch_norm=False)])
+@pytest.mark.parametrize("hw", [(32, 24), (24, 32), (40, 40), (16, 20)])
+def test_output_shape_for_non_square_and_other_sizes(build, hw):
+    out = build()(torch.randn(3, 3, *hw))
+    assert out.shape == (3, 10)
+
+
+def test_trainable_parameter_counts():
+    # conv 3->32 (864+BN 64), 32->64 (18432+128), 64->128 (73728+256), fc 128->128 (16512), 128->10 (1290)
+    assert M.count_parameters(M.small_cnn()) == 864 + 64 + 18432 + 128 + 73728 + 256 + 16512 + 1290
+    assert M.count_parameters(M.small_cnn(batch_norm=False)) == 896 + 18496 + 73856 + 16512 + 1290
+    net = M.baseline_net(16)
+    for p in net.head.parameters():
+        p.requires_grad = False
+    assert M.count_parameters(net) == M.count_parameters(net, trainable_only=False) - 128 * 10
+
+
+def test_dropout_is_placed_exactly_where_asked():
+    m = M.small_cnn(conv_dropout=0.1, head_dropout=0.5, dropout_kind="channel")
+    names = {n: type(mod) for n, mod in m.named_modules()}
+    assert names["block1.drop1"] is nn.Dropout2d and names["head.drop"] is nn.Dropout
+    order = [n for n, _ in m.block1.named_children()]
+    assert order.index("bn1") < order.index("act1") < order.index("drop1")
+    assert "drop1" not in dict(M.small_cnn(head_dropout=0.5).block1.named_children())
+    pitfall = [n for n, _ in M.small_cnn(conv_dropout=0.1, dropout_before_bn=True).block1.named_children()]
+    assert pitfall.index("drop1") < pitfall.index("bn1")
+
+
+def test_dropout_is_inactive_in_eval_mode():
+    m = M.small_cnn(conv_dropout=0.3, head_dropout=0.5).eval()
+    x = torch.randn(4, 3, 32, 24)
+    assert torch.equal(m(x), m(x))
+    m.train()
+    assert not torch.equal(m(x), m(x))
+
+
+def test_zero_init_zeroes_every_weight_and_gain_scales():
+    m = M.small_cnn(init="zeros")
+    assert all(float(p.detach().abs().sum()) == 0 for n, p in m.named_parameters() if "conv" in n or "fc" in n)
+    a = M.init_weights(nn.Linear(50, 50), "kaiming")
+    torch.manual_seed(0)
+    b = M.init_weights(nn.Linear(50, 50), "kaiming", gain=10.0)
+    assert b.weight.std() > 5 * a.weight.std()
+
+
+def test_bad_arguments_are_refused_with_the_allowed_values():
+    with pytest.raises(ValueError, match="activation must be one of"):
+        M.small_cnn(activation="swishy")
+    with pytest.raises(ValueError, match=r"in \[0, 1\)"):
+        M.small_cnn(head_dropout=1.0)
+    with pytest.raises(ValueError, match="init must be one of"):
+        M.small_cnn(init="ones")
+    with pytest.raises(ValueError, match="model must be one of"):
+        M.build_model("resnet1000")

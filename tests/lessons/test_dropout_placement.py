@@ -1,0 +1,163 @@
+"""Notebook 03's helpers: the configuration table, where dropout sits, train-mode-at-test
+evaluation (DO-5), the training/measurement wrapper and the two extra verdict rules."""
+import matplotlib.pyplot as plt
+import pytest
+import torch
+from torch import nn
+
+from course_lib.lessons import dropout_placement as D
+from course_lib.core.models import small_cnn
+from course_lib.core.train import evaluate
+
+
+TINY = {"hidden": 16, "num_classes": 3}
+
+
+def test_every_configuration_places_dropout_exactly_where_its_name_says():
+    configs = D.configurations(conv_p=0.1, head_low=0.2, head_high=0.5, head_too_high=0.8)
+    assert len(configs) == 14
+    for name, kw in configs.items():
+        model = small_cnn(**kw)
+        sites = D.dropout_sites(model)
+        has_bn = any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+        assert has_bn == (not name.endswith("no BN")), name
+        head = [s for s in sites if s["name"].startswith("head")]
+        conv = [s for s in sites if s["name"].startswith("block")]
+        assert bool(head) == (name.startswith("head") or name.startswith("both")), name
+        assert len(conv) == (3 if name.startswith("conv") or name.startswith("both") else 0), name
+        if head:
+            assert head == [{"name": "head.drop", "kind": "element", "p": kw["head_dropout"], "after": "head.act"}]
+        for s in conv:
+            assert s["p"] == 0.1 and s["kind"] == ("channel" if "channel" in name else "element")
+            assert s["after"].split(".")[1] == ("conv1" if "before BN" in name else "act1"), (name, s)
+    assert D.dropout_sites(small_cnn(head_dropout=0.8))[0]["p"] == 0.8
+
+
+def test_layer_sequence_is_in_forward_order_and_shows_the_pitfall():
+    seq = D.layer_sequence(small_cnn(widths=(8, 16), conv_dropout=0.2, dropout_before_bn=True))
+    assert seq[0] == ("block1.conv1", "conv") and seq[-1] == ("head.fc2", "linear")
+    kinds = [k for _, k in seq]
+    assert kinds[:4] == ["conv", "dropout (element)", "batch norm", "activation"]
+    chan = D.layer_sequence(small_cnn(widths=(8,), conv_dropout=0.2, dropout_kind="channel"))
+    assert [k for _, k in chan][:4] == ["conv", "batch norm", "activation", "dropout (channel)"]
+
+
+def test_bad_rates_are_refused_with_the_allowed_range():
+    with pytest.raises(ValueError, match=r"head_high must be in \(0, 1\), got 1.5"):
+        D.configurations(head_high=1.5)
+    with pytest.raises(ValueError, match=r"conv_p must be in \(0, 1\)"):
+        D.configurations(conv_p=0.0)
+    with pytest.raises(ValueError, match="must differ"):
+        D.configurations(head_low=0.5, head_high=0.5)
+
+
+def test_dropout_is_inactive_in_eval_mode_for_every_configuration():
+    x = torch.randn(6, 3, 24, 32)
+    for name, kw in D.configurations(conv_p=0.3, head_high=0.5).items():
+        m = small_cnn(widths=(8, 16), **kw).eval()
+        assert torch.equal(m(x), m(x)), name
+
+
+def test_accuracy_by_mode_isolates_dropout_and_leaves_the_model_untouched(tiny):
+    x, y = tiny["train_x"], tiny["train_y"]  # 24 x 32 images
+    torch.manual_seed(0)
+    model = small_cnn(widths=(8, 16), conv_dropout=0.5, head_dropout=0.5, **TINY).train()
+    bn_before = model.block1.bn1.running_mean.clone()
+    accs = D.accuracy_by_mode(model, x, y, tiny["mean"], tiny["std"], batch_size=25)
+    assert accs["eval"] == pytest.approx(evaluate(model, x, y, tiny["mean"], tiny["std"])["acc"])
+    assert model.training and torch.equal(model.block1.bn1.running_mean, bn_before)
+    assert set(accs) == {"eval", "dropout_on", "train_mode"} and all(0 <= a <= 1 for a in accs.values())
+    # Without dropout and without batch norm the three modes compute the same function.
+    plain = small_cnn(widths=(8, 16), batch_norm=False, **TINY)
+    same = D.accuracy_by_mode(plain, x, y, tiny["mean"], tiny["std"])
+    assert same["eval"] == same["dropout_on"] == same["train_mode"]
+    # With dropout but no batch norm, only the dropout modes are random: dropout_on must differ
+    # from eval in its predictions (checked through the accuracy over repeated draws).
+    noisy = small_cnn(widths=(8, 16), batch_norm=False, head_dropout=0.9, **TINY)
+    torch.manual_seed(0)
+    draws = {D.accuracy_by_mode(noisy, x, y, tiny["mean"], tiny["std"])["dropout_on"] for _ in range(5)}
+    assert len(draws) > 1
+
+
+def test_subset_is_stratified_reproducible_and_checks_its_size(tiny):
+    a, b = D.subset(tiny, 30, seed=1), D.subset(tiny, 30, seed=1)
+    assert torch.equal(a["train_x"], b["train_x"]) and a["train_x"].shape[1:] == (3, 24, 32)
+    assert torch.bincount(a["train_y"]).tolist() == [10, 10, 10]
+    assert not torch.equal(D.subset(tiny, 30, seed=2)["train_x"], a["train_x"])
+    assert D.subset(tiny, None) is tiny and D.subset(tiny, 10 ** 6) is tiny
+    assert torch.equal(a["val_x"], tiny["val_x"])
+    with pytest.raises(ValueError, match="at least 10"):
+        D.subset(tiny, 5)
+
+
+def test_train_config_measures_train_in_eval_mode_and_the_gap(tiny):
+    r = D.train_config({**TINY, "head_dropout": 0.5}, tiny, epochs=3, seed=0, widths=(8, 16),
+                       batch_size=16, keep_model=True)
+    assert r["gap"] == pytest.approx(r["train_acc"] - r["val_acc"])
+    again = evaluate(r["model"], tiny["train_x"], tiny["train_y"], tiny["mean"], tiny["std"])["acc"]
+    assert r["train_acc"] == pytest.approx(again)
+    assert len(r["history"]["epoch"]["val_loss"]) == 3
+    same = D.train_config({**TINY, "head_dropout": 0.5}, tiny, epochs=3, seed=0, widths=(8, 16), batch_size=16)
+    assert same["val_loss"] == r["val_loss"] and "model" not in same
+
+
+def test_run_grid_runs_every_configuration_per_seed_and_keeps_only_asked_models(tiny):
+    configs = {"none": TINY, "head": {**TINY, "head_dropout": 0.5}}
+    res = D.run_grid(configs, tiny, seeds=[0, 1], keep=("head",), progress=False, epochs=1,
+                     widths=(8,), batch_size=32)
+    assert [len(res[n]) for n in configs] == [2, 2]
+    assert all("model" in r for r in res["head"]) and not any("model" in r for r in res["none"])
+    rows = D.summary_rows(res)
+    assert rows[0]["config"] == "none" and rows[0]["runs"] == 2
+    assert "head" in D.format_table(rows)
+    fig = D.plot_results(res, "(tiny)")
+    assert len(fig.axes) == 2
+    plt.close(fig)
+
+
+def test_run_for_panel_stops_when_asked_and_reports_final_accuracies(tiny):
+    params = {"conv_p": 0.1, "head_p": 0.5, "kind": "channel", "batch_norm": False, "before_bn": False,
+              "subset": 30, "epochs": 3}
+    reports = []
+    hist = D.run_for_panel(params, tiny, reports.append, lambda: True, widths=(8,), batch_size=10)
+    assert hist["stopped"] == "requested" and len(hist["epoch"]["epoch"]) == 1
+    assert set(hist["final"]) == {"train_acc", "val_acc", "gap"} and reports
+    assert D.result_png(hist, "run")[:4] == b"\x89PNG"
+
+
+def test_placement_plot_has_one_row_per_configuration():
+    models = {name: small_cnn(**kw) for name, kw in D.configurations().items()}
+    fig = D.plot_placement(models)
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == list(models)
+    plt.close(fig)
+
+
+def test_little_difference_verdicts():
+    ok = D.little_difference("DO-1", [0.50, 0.51, 0.50], [0.505, 0.50, 0.51], "val acc", 0.01)
+    assert ok["verdict"] == "supported"
+    big = D.little_difference("DO-1", [0.60, 0.61, 0.60], [0.50, 0.51, 0.50], "val acc", 0.01)
+    assert big["verdict"] == "not supported"
+    noisy = D.little_difference("DO-1", [0.40, 0.60], [0.50, 0.51], "val acc", 0.01)
+    assert noisy["verdict"] == "inconclusive" and "seed spread" in noisy["summary"]
+    assert D.little_difference("DO-1", [0.5], [0.5], "val acc", 0.01)["verdict"] == "inconclusive"
+    with pytest.raises(ValueError, match="tolerance must be positive"):
+        D.little_difference("DO-1", [0.5], [0.5], "val acc", 0.0)
+
+
+def test_all_of_needs_every_part():
+    sup = D.little_difference("DO-1", [0.5, 0.5], [0.5, 0.5], "x", 0.01)
+    inc = D.little_difference("DO-1", [0.5], [0.5], "x", 0.01)
+    nope = D.little_difference("DO-1", [0.9, 0.9], [0.5, 0.5], "x", 0.01)
+    assert D.all_of("DO-2", [sup, sup])["verdict"] == "supported"
+    assert D.all_of("DO-2", [sup, inc])["verdict"] == "inconclusive"
+    assert D.all_of("DO-2", [inc, nope])["verdict"] == "not supported"
+    assert D.all_of("DO-2", [sup, nope])["claim"] == "DO-2"
+    with pytest.raises(ValueError, match="at least one part"):
+        D.all_of("DO-2", [])
+
+
+def test_best_of_picks_the_highest_mean():
+    res = {"a": [{"val_acc": 0.5}, {"val_acc": 0.7}], "b": [{"val_acc": 0.55}, {"val_acc": 0.6}]}
+    assert D.best_of(res, ["a", "b"]) == "a" and D.best_of(res, ["b"]) == "b"
+    with pytest.raises(ValueError, match="at least one"):
+        D.best_of(res, [])

@@ -1,0 +1,125 @@
+"""Test-time augmentation: views on non-square batches, identity and flip-invariant sanity
+checks, batched against per-image TTA, scoring, and clear errors."""
+import pytest
+import torch
+from torch import nn
+
+from course_lib.lessons import test_time_augmentation as tta
+from course_lib.core.models import small_cnn
+
+H, W = 24, 32   # non-square on purpose
+MEAN, STD = torch.tensor([0.5, 0.4, 0.3]), torch.tensor([0.25, 0.2, 0.3])
+
+
+@pytest.fixture
+def x():
+    g = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (12, 3, H, W), dtype=torch.uint8, generator=g)
+
+
+def model(seed=0):
+    torch.manual_seed(seed)
+    m = small_cnn(widths=(8, 16), hidden=16, num_classes=5)
+    for mod in m.modules():            # non-trivial batch-norm statistics, so eval mode matters
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.5, 0.5)
+            mod.running_var.uniform_(0.5, 2.0)
+    return m.eval()
+
+
+def test_views_keep_batch_and_channels_and_move_pixels_as_named(x):
+    assert torch.equal(tta.apply_view(x, "id"), x)
+    assert torch.equal(tta.apply_view(x, "flip"), x.flip(-1))
+    s = tta.apply_view(x, "shift:2,-3")                      # content 2 px down, 3 px left
+    assert s.shape == x.shape and s.dtype == torch.uint8
+    assert torch.equal(s[..., 2:, :W - 3], x[..., :H - 2, 3:])
+    assert tta.apply_view(x, "crop:0.75:br").shape == (12, 3, 18, 24)
+    assert torch.equal(tta.apply_view(x, "crop:0.75:tl"), x[..., :18, :24])
+    assert torch.equal(tta.apply_view(x, "crop:0.5:c"), x[..., 6:18, 8:24])
+    assert tta.apply_view(x, "scale:1.5").shape == (12, 3, 36, 48)
+    assert tta.apply_view(x, "rotate:15").shape == x.shape
+    assert torch.equal(tta.apply_view(x, "flip+shift:1,1"), tta.apply_view(tta.apply_view(x, "flip"), "shift:1,1"))
+
+
+@pytest.mark.parametrize("view", ["mirror", "shift:1", "crop:1.5:c", "crop:0.5:middle", "scale:9", "shift:30,0",
+                                  "flip:2", "rotate:abc"])
+def test_bad_views_are_refused_with_the_forms_allowed(x, view):
+    with pytest.raises(ValueError, match=r"bad TTA view .*a view is one of \('id', 'flip'"):
+        tta.apply_view(x, view)
+
+
+def test_identity_policy_is_plain_prediction(x):
+    m = model()
+    probs = tta.tta_predict(m, x, MEAN, STD, ["id"])
+    from course_lib.core.train import predict_logits
+    assert torch.allclose(probs, predict_logits(m, x, MEAN, STD).softmax(1), atol=1e-6)
+    assert torch.allclose(tta.tta_predict(m, x, MEAN, STD, ["id"], mode="mean_logits"), probs, atol=1e-6)
+
+
+def test_flip_tta_of_a_flip_invariant_model_changes_nothing(x):
+    torch.manual_seed(0)
+    invariant = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 5))   # mean colour: no left/right
+    plain = tta.tta_predict(invariant, x, MEAN, STD, ["id"])
+    flipped = tta.tta_predict(invariant, x, MEAN, STD, ["id", "flip"])
+    assert torch.allclose(plain, flipped, atol=1e-6) and torch.equal(plain.argmax(1), flipped.argmax(1))
+    # and a model that is not invariant does change
+    assert not torch.allclose(tta.tta_predict(model(), x, MEAN, STD, ["id", "flip"]),
+                              tta.tta_predict(model(), x, MEAN, STD, ["id"]), atol=1e-4)
+
+
+def test_batched_tta_matches_per_image_tta(x):
+    m, views = model(), tta.policy_views(tta.POLICIES)
+    for mode in tta.MERGES:
+        batched = tta.tta_predict(m, x, MEAN, STD, views, mode=mode, batch_size=5)   # uneven batches too
+        single = torch.cat([tta.tta_predict(m, x[i:i + 1], MEAN, STD, views, mode=mode) for i in range(len(x))])
+        assert torch.allclose(batched, single, atol=1e-5)
+
+
+def test_merge_modes_differ_and_are_checked():
+    a, b = torch.tensor([[4.0, 0.0]]), torch.tensor([[0.0, 1.0]])
+    assert torch.allclose(tta.merge([a, b], "mean_logits"), torch.tensor([[2.0, 0.5]]).softmax(1))
+    assert torch.allclose(tta.merge([a, b], "mean_probs"), (a.softmax(1) + b.softmax(1)) / 2)
+    with pytest.raises(ValueError, match=r"merge mode must be one of \('mean_probs', 'mean_logits'\)"):
+        tta.merge([a], "vote")
+
+
+def test_score_counts_flips_and_cost():
+    y = torch.tensor([0, 1, 1, 0])
+    one_hot = lambda labels: torch.nn.functional.one_hot(torch.tensor(labels), 2).float() * 5
+    logits = {"id": one_hot([0, 0, 1, 1]), "flip": one_hot([0, 1, 0, 0]) * 3}   # flip dominates the merge
+    seconds = {"id": 1.0, "flip": 1.5}
+    s = tta.score_policies(logits, seconds, y, {"none": ["id"], "flip": ["id", "flip"]}, "mean_logits")
+    assert s["none"]["acc"] == 0.5 and s["flip"]["acc"] == 0.75 and s["flip"]["gain"] == 0.25
+    assert s["flip"]["wrong_to_right"] == 2 and s["flip"]["right_to_wrong"] == 1
+    assert s["flip"]["cost"] == pytest.approx(2.5) and s["none"]["cost"] == 1.0
+    summ = tta.summarize([s, s])
+    assert summ["flip"]["gain"] == 0.25 and summ["flip"]["gain_sd"] == 0.0 and summ["flip"]["gains"] == [0.25, 0.25]
+    assert tta.table_rows(summ)[2].startswith("flip")
+
+
+def test_view_logits_times_every_view_and_refuses_bad_ones_first(x):
+    logits, seconds = tta.view_logits(model(), x, MEAN, STD, ["id", "scale:0.5"])
+    assert logits["id"].shape == logits["scale:0.5"].shape == (12, 5) and all(t > 0 for t in seconds.values())
+    with pytest.raises(ValueError, match="bad TTA view 'warp'"):
+        tta.view_logits(model(), x, MEAN, STD, ["id", "warp"])
+
+
+def test_per_class_accuracy_and_pair_ensembles():
+    y, pred = torch.tensor([0, 0, 1, 1, 2]), torch.tensor([0, 1, 1, 1, 0])
+    got = tta.per_class_accuracy(pred, y, 4)
+    assert got[:3].tolist() == [0.5, 1.0, 0.0] and torch.isnan(got[3])
+    a, b = torch.eye(3)[[0, 1, 2]] * 4, torch.eye(3)[[0, 0, 0]] * 4
+    gains = tta.pair_ensemble_gains([a, b, a], torch.tensor([0, 1, 2]))
+    assert len(gains) == 3 and gains[1] == 0.0                        # a with itself: no gain
+
+
+def test_panel_result_scores_the_ticked_policies_only(x):
+    m = model()
+    pol = {k: tta.POLICIES[k] for k in ("none", "flip", "rotate")}
+    out = {"flip": [tta.view_logits(m, x, MEAN, STD, tta.policy_views(pol))]}
+    spec = tta.widget_spec(pol, ["flip"])
+    params = {k: s["value"] for k, s in spec.items()} | {"rotate": False}
+    res = tta.panel_result(params, pol, out, torch.zeros(12, dtype=torch.long))
+    assert list(res["summary"]) == ["none", "flip"] and tta.render_panel(res)[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="tick at least one policy"):
+        tta.panel_result(params | {"flip": False}, pol, out, torch.zeros(12, dtype=torch.long))

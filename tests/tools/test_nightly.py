@@ -1,0 +1,143 @@
+"""The nightly job: failures isolated and reported, regressions caught and named, claims ledger
+complete. Uses tiny planted notebooks (no training) plus one real notebook with a planted fault."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from course_lib.tools import nightly
+
+ROOT = Path(__file__).resolve().parents[2]
+PARAMS = 'profile = "auto"\nseed = 0\nresults_dir = "results"\ninteractive = True\nvalue = 0.9\n'
+RECORD = ('from course_lib.core import experiment, claims\n'
+          'ctx = experiment.setup(profile, seed, notebook=NAME, load_data=False)\n'
+          'experiment.record(ctx, results_dir, {"acc": experiment.metric(value), "train_seconds": '
+          'experiment.metric(3.0, higher_is_better=False)}, [claims.check_range(CLAIM, value, 0.5, 1.0, "acc")], params={})\n')
+
+
+def planted(nb_dir: Path, name: str, body: str):
+    nb = nbformat.v4.new_notebook()
+    p = nbformat.v4.new_code_cell(PARAMS)
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {name}"), p, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, nb_dir / f"{name}.ipynb")
+
+
+HEADLESS_FAILURE = '''from course_lib.ui.widgets import control_panel
+def experiment_fn(params, report, should_stop):
+    raise RuntimeError("planted failure on the headless path")
+if interactive:
+    display(control_panel({}, experiment_fn))
+experiment_fn({}, print, lambda: False)
+'''
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """Run the nightly CLI once over three planted notebooks against a planted baseline."""
+    tmp = tmp_path_factory.mktemp("nightly")
+    nb_dir = tmp / "nbs"
+    nb_dir.mkdir()
+    planted(nb_dir, "01_good", "NAME, CLAIM = '01_good', 'DBG-1'\n" + RECORD)
+    planted(nb_dir, "02_broken", HEADLESS_FAILURE)
+    planted(nb_dir, "03_also_good", "NAME, CLAIM = '03_also_good', 'LR-6'\n" + RECORD)
+    base = tmp / "baselines"
+    base.mkdir()
+    (base / "smoke.json").write_text(json.dumps({"notebooks": {
+        "01_good": {"metrics": {"acc": {"value": 1.5, "higher_is_better": True, "tolerance": 0.01}},
+                    "verdicts": {"DBG-1": "not supported"}},
+        "03_also_good": {"metrics": {"acc": {"value": 0.9, "higher_is_better": True, "tolerance": 0.01}},
+                         "verdicts": {"LR-6": "supported"}}}}))
+    out = tmp / "report"
+    r = subprocess.run([sys.executable, "-m", "course_lib.tools.nightly", "--profile", "smoke", "--notebooks", str(nb_dir),
+                        "--baselines", str(base), "--out", str(out), "--cell-timeout", "120",
+                        "--notebook-timeout", "300"], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    return r, out, base
+
+
+def test_failing_notebook_is_reported_and_the_others_still_run(run):
+    r, out, _ = run
+    summary = json.loads((out / "summary.json").read_text())
+    status = {n["notebook"]: n["status"] for n in summary["notebooks"]}
+    assert status == {"01_good": "ok", "02_broken": "failed", "03_also_good": "ok"}
+    broken = next(n for n in summary["notebooks"] if n["notebook"] == "02_broken")
+    assert "planted failure on the headless path" in broken["error"]
+    assert (out / "executed" / "02_broken.ipynb").exists() and (out / "executed" / "01_good.ipynb").exists()
+    assert r.returncode == 1
+
+
+def test_planted_regression_is_caught_and_named(run):
+    r, out, _ = run
+    assert "REGRESSION: 01_good.acc = 0.9 (baseline 1.5" in r.stdout
+    md = (out / "report.md").read_text()
+    assert "| 01_good | acc | 0.9 | 1.5 | 0.01 | regression |" in md
+    assert "| 03_also_good | acc | 0.9 | 0.9 | 0.01 | ok |" in md
+    assert "| 01_good | train_seconds | 3 | – | – | new |" in md
+
+
+def test_report_lists_every_recorded_claim_with_source_and_verdict_change(run):
+    _, out, _ = run
+    summary = json.loads((out / "summary.json").read_text())
+    ledger = {(c["notebook"], c["claim"]): c for c in summary["claims"]}
+    assert set(ledger) == {("01_good", "DBG-1"), ("03_also_good", "LR-6")}
+    assert ledger[("01_good", "DBG-1")]["changed"] and ledger[("01_good", "DBG-1")]["source"] == "B part 5"
+    assert not ledger[("03_also_good", "LR-6")]["changed"]
+    html = (out / "report.html").read_text()
+    for text in ("DBG-1", "LR-6", "A 八.7, C", "(changed)", "torch", "git_commit"):
+        assert text in html
+
+
+def test_update_baselines_accepts_new_values_and_shows_the_diff(tmp_path):
+    records = [{"notebook": "01_good", "status": "ok", "results": {
+        "metrics": {"acc": {"value": 0.8, "higher_is_better": True}}, "verdicts": [
+            {"claim": "DBG-1", "verdict": "supported"}]}}]
+    old = {"notebooks": {"01_good": {"metrics": {"acc": {"value": 1.5, "higher_is_better": True, "tolerance": 0.2}},
+                                     "verdicts": {"DBG-1": "not supported"}}}}
+    new = nightly.baseline_from_records(records, old)
+    assert new["notebooks"]["01_good"]["metrics"]["acc"] == {"value": 0.8, "higher_is_better": True, "tolerance": 0.2}
+    assert nightly.baseline_diff(old, new) == ["~ 01_good.acc: 1.5 -> 0.8",
+                                               "~ 01_good DBG-1: not supported -> supported"]
+
+
+def test_lower_is_better_and_time_tolerance():
+    base = {"notebooks": {"n": {"metrics": {"train_seconds": {"value": 10.0, "higher_is_better": False,
+                                                              "tolerance": nightly.default_tolerance("train_seconds", 10.0)}}}}}
+    rec = lambda v: [{"notebook": "n", "status": "ok", "results": {"metrics": {
+        "train_seconds": {"value": v, "higher_is_better": False}}}}]
+    assert nightly.compare_metrics(rec(14.0), base)[0]["status"] == "ok"
+    assert nightly.compare_metrics(rec(16.0), base)[0]["status"] == "regression"
+    assert nightly.compare_metrics(rec(4.0), base)[0]["status"] == "improved"
+
+
+def test_a_metric_marked_timing_gets_the_time_tolerance_whatever_its_name():
+    from course_lib.core.experiment import metric
+    records = [{"notebook": "n", "status": "ok", "results": {"metrics": {
+        "flip_cost": metric(2.0, higher_is_better=False, timing=True), "acc": metric(0.5)}}}]
+    new = nightly.baseline_from_records(records)["notebooks"]["n"]["metrics"]
+    assert new["flip_cost"]["tolerance"] == 1.0 and new["flip_cost"]["higher_is_better"] is False
+    assert new["acc"]["tolerance"] == nightly.default_tolerance("acc", 0.5) < 0.05
+
+
+def test_a_real_notebook_failing_on_its_headless_path_fails_the_run(tmp_path):
+    """Notebook 00 with an invalid injected learning rate: fit raises on the headless path."""
+    relative_out = os.path.relpath(tmp_path, ROOT)  # as a user would type it (the child runs elsewhere)
+    r = subprocess.run([sys.executable, "-m", "course_lib.tools.nightly", "--profile", "smoke", "--only", "00",
+                        "--out", relative_out, "--baselines", str(tmp_path / "none"), "-p", "lr", "-1",
+                        "--notebook-timeout", "300"], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert r.returncode == 1
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["notebooks"][0]["status"] == "failed"
+    assert "lr must be positive" in summary["notebooks"][0]["error"]
+
+
+def test_a_claim_judged_twice_in_one_notebook_keeps_two_baseline_verdicts():
+    v = lambda verdict: {"claim": "LR-6", "verdict": verdict, "summary": ""}
+    records = [{"notebook": "01", "status": "ok", "results": {"metrics": {}, "verdicts": [v("supported"), v("not supported")]}}]
+    base = nightly.baseline_from_records(records)
+    assert base["notebooks"]["01"]["verdicts"] == {"LR-6": "supported", "LR-6#2": "not supported"}
+    assert [r["changed"] for r in nightly.claims_ledger(records, base)] == [False, False]
