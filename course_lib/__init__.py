@@ -5,8 +5,9 @@ The tree is the architecture:
 - ``core/``: what every lesson builds on. ``datasets`` (building the CIFAR-10 cache), ``data``
   (device-resident uint8 batches and batched augmentation), ``models``, ``train`` (``fit``, the
   one training loop), ``schedules``, ``runs`` (re-initialise, train and score one run),
-  ``evaluation`` (scores from predictions), ``nonfinite`` (where a NaN/Inf first appeared),
-  ``claims`` (the claims ledger and the one verdict rule), ``experiment`` (profiles, set-up,
+  ``validation`` (splits, held-out scores, cross-validation), ``nonfinite`` (where a NaN/Inf first appeared),
+  ``claims`` (the claims ledger and the one verdict rule), ``takeaways`` (closing sentences
+  computed from the verdicts), ``experiment`` (profiles, set-up,
   results).
 - ``lessons/``: one module per notebook, named after it; lessons never import each other.
 
