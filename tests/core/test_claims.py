@@ -169,3 +169,11 @@ def test_compare_spreads_uses_an_interval_for_the_sd_ratio():
     null = sum(C.compare_spreads("CV-1", rng.normal(0, 1, 5), rng.normal(0, 1, 5), "x")["verdict"] != "inconclusive"
                for _ in range(1000))
     assert null / 1000 <= 0.065
+
+
+def test_every_verdict_rule_lives_in_claims():
+    """Lessons compose verdicts from ``compare``/``all_of``; none builds its own rule."""
+    lessons = Path(C.__file__).parents[1] / "lessons"
+    for path in lessons.glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"(make_verdict|decide|effect_interval)\(", text), f"{path.name} decides verdicts itself"
