@@ -329,3 +329,21 @@ def all_of(claim_id: str, parts, what: str = "", allow_empty: bool = False) -> d
                      f"{p['summary']}" for name, p in named)
     summary = (f"{what}: " if what else "") + (text or "no part applied")
     return make_verdict(claim_id, verdict, evidence, summary, kind)
+
+
+def count_verdicts(verdicts) -> dict:
+    """``{kind: {verdict: n}}`` for a list of verdict records, every kind and verdict present
+    (0 when none): experiments' verdicts are counted apart from demonstrations'."""
+    counts = {k: dict.fromkeys(VERDICTS, 0) for k in KINDS}
+    for v in verdicts:
+        counts[v.get("kind", "experiment")][v["verdict"]] += 1
+    return counts
+
+
+def counts_line(counts: dict) -> str:
+    """``count_verdicts`` in words: "experiments: 3 supported / 1 not supported / 4
+    inconclusive; demonstrations: 5 (4 shown, 1 not)"."""
+    e, d = counts["experiment"], counts["demonstration"]
+    return (f"experiments: {e['supported']} supported / {e['not supported']} not supported / "
+            f"{e['inconclusive']} inconclusive; demonstrations (not counted as support): {sum(d.values())} "
+            f"({d['supported']} shown, {d['not supported'] + d['inconclusive']} not)")
