@@ -232,10 +232,13 @@ def compare(claim_id: str, treatment, control, what: str, expect: str = "higher"
         return make_verdict(claim_id, "inconclusive", evidence,
                             f"{head}: a run gave a non-finite value, so no interval (pass nan='omit' to "
                             "leave such runs out)", kind)
+    if t and c:
+        evidence["effect"] = statistics.fmean(t) - statistics.fmean(c)  # a point estimate, no interval
     if min(len(t), len(c)) < min_runs:
         return make_verdict(claim_id, "inconclusive", evidence,
-                            f"{head}: too few runs ({min(len(t), len(c))} < {min_runs} per arm); one run "
-                            "cannot tell an effect from seed noise", kind)
+                            f"{head}: effect {fmt(evidence['effect'], unit)}, but too few runs "
+                            f"({min(len(t), len(c))} < {min_runs} per arm); one run cannot tell an effect "
+                            "from seed noise", kind)
     ei = effect_interval(t, c, paired, level)
     evidence.update(effect=ei["effect"], interval=ei["interval"], detectable_effect=ei["detectable_effect"],
                     test=ei["test"])
@@ -273,7 +276,8 @@ def compare_spreads(claim_id: str, wider, narrower, what: str, level: float = 0.
                             f"{head}: too few finite estimates ({len(t)} and {len(c)}; need {min_runs} per arm)")
     st, sc = spread(t), spread(c)
     if sc == 0 or st == 0:
-        return make_verdict(claim_id, "inconclusive", evidence, f"{head}: an arm has no spread at all (SDs {st:.4g}, {sc:.4g})")
+        return make_verdict(claim_id, "inconclusive", evidence,
+                            f"{head}: an arm has no spread at all (SDs {st:.4g}, {sc:.4g})")
     a = (1 - level) / 2
     f_lo, f_hi = stats.f.ppf([a, 1 - a], len(t) - 1, len(c) - 1)
     ratio = st / sc
