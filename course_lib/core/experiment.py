@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .claims import VERDICTS, claim_text
+from .claims import KINDS, VERDICTS, claim_text, count_verdicts, counts_line
 from .data import load_cifar10
 
 PROFILES = ("smoke", "quick", "full")
@@ -148,18 +148,17 @@ def record(ctx: Context, results_dir: str | Path, metrics: dict, verdicts: list,
     versions, duration) and show a table of the verdicts. Returns the file's path.
 
     ``metrics`` maps a name to a number, or to ``{"value": x, "higher_is_better": bool}`` so
-    the nightly comparison knows the direction. ``verdicts`` come from ``course_lib.core.claims``.
+    the nightly comparison knows the direction. ``verdicts`` come from ``course_lib.core.claims``,
+    one per claim (see :func:`check_verdicts`); each keeps its ``kind`` in the JSON.
     """
-    for v in verdicts:
-        claim_text(v["claim"])  # unknown IDs fail loudly
-        if v["verdict"] not in VERDICTS:
-            raise ValueError(f"bad verdict {v['verdict']!r} for {v['claim']}")
+    check_verdicts(verdicts)
     out = Path(results_dir)
     out.mkdir(parents=True, exist_ok=True)
     payload = {"notebook": ctx.notebook, "profile": ctx.profile, "seed": ctx.seed,
                "device": str(ctx.device), "duration_s": time.time() - ctx.started,
                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "environment": environment_stamp(ctx),
-               "params": params, "metrics": metrics, "verdicts": verdicts, "figures": figures or []}
+               "params": params, "metrics": metrics, "verdicts": verdicts,
+               "verdict_counts": count_verdicts(verdicts), "figures": figures or []}
     path = out / f"{ctx.notebook}.json"
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(to_jsonable(payload), indent=2))
@@ -170,17 +169,44 @@ def record(ctx: Context, results_dir: str | Path, metrics: dict, verdicts: list,
     return path
 
 
+def check_verdicts(verdicts: list) -> None:
+    """Refuse what a results file must not hold: an unknown claim ID, verdict or kind, and two
+    verdicts for one claim (combine a claim's parts with ``claims.all_of`` into one)."""
+    seen = set()
+    for v in verdicts:
+        claim_text(v["claim"])  # unknown IDs fail loudly
+        if v["verdict"] not in VERDICTS:
+            raise ValueError(f"bad verdict {v['verdict']!r} for {v['claim']}: must be one of {VERDICTS}")
+        if v.get("kind") not in KINDS:
+            raise ValueError(f"verdict for {v['claim']} has kind {v.get('kind')!r}: must be one of {KINDS} "
+                             "(make verdicts with course_lib.core.claims)")
+        if v["claim"] in seen:
+            raise ValueError(f"{v['claim']} is judged twice in this notebook: one verdict per claim; combine "
+                             f"its parts with claims.all_of({v['claim']!r}, [...]) under a rule stated in the notebook")
+        seen.add(v["claim"])
+
+
 def show_verdicts(verdicts: list) -> None:
-    """Display the verdicts once: an HTML table in Jupyter, with a plain-text version in the same
+    """Display the verdicts once, experiments and demonstrations in separate tables with the
+    counts of each verdict: an HTML table in Jupyter, with a plain-text version in the same
     output for papermill logs and terminals (one output, so JupyterLab does not show them twice)."""
     colour = {"supported": "#1a7f37", "not supported": "#cf222e", "inconclusive": "#9a6700"}
-    text = "\n".join(f"{v['claim']:7s} {v['verdict']:14s} {v['summary']}" for v in verdicts)
-    rows = "".join(
-        f"<tr><td><b>{html.escape(v['claim'])}</b></td><td>{html.escape(v['text'])}</td>"
-        f"<td style='color:{colour[v['verdict']]}'><b>{v['verdict']}</b></td>"
-        f"<td>{html.escape(v['summary'])}</td></tr>" for v in verdicts)
-    table = ("<table><tr><th>claim</th><th>rule of thumb</th><th>verdict</th>"
-             f"<th>evidence (this run)</th></tr>{rows}</table>")
+    titles = {"experiment": "Experiments (could have come out either way)",
+              "demonstration": "Demonstrations (shown by construction; never counted as support)"}
+    line = counts_line(count_verdicts(verdicts))
+    texts, tables = [line], [f"<p><b>{html.escape(line)}</b></p>"]
+    for kind in KINDS:
+        rows = [v for v in verdicts if v.get("kind", "experiment") == kind]
+        if not rows:
+            continue
+        texts += [f"{titles[kind]}:"] + [f"  {v['claim']:7s} {v['verdict']:14s} {v['summary']}" for v in rows]
+        body = "".join(
+            f"<tr><td><b>{html.escape(v['claim'])}</b></td><td>{html.escape(v['text'])}</td>"
+            f"<td style='color:{colour[v['verdict']]}'><b>{v['verdict']}</b></td>"
+            f"<td>{html.escape(v['summary'])}</td></tr>" for v in rows)
+        tables.append(f"<h4>{titles[kind]}</h4><table><tr><th>claim</th><th>rule of thumb</th><th>verdict</th>"
+                      f"<th>evidence (this run)</th></tr>{body}</table>")
+    text, table = "\n".join(texts), "".join(tables)
     try:
         from IPython import get_ipython
         from IPython.display import display

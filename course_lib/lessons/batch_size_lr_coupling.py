@@ -10,8 +10,6 @@
   reaches a target).
   :func:`read_grid` applies the first three to every seed of a grid; :func:`key_runs` collects
   the runs at each batch size's best LR over more seeds.
-- :func:`all_of` folds several per-seed comparisons of one claim into one verdict;
-  :func:`compare_finite` is ``claims.compare`` that leaves out runs that never reached a target.
 - Figures: :func:`plot_heatmap`, :func:`plot_batch_summary`; for a widget panel,
   :func:`grid_experiment` (the run function) and :func:`grid_png` (its renderer).
 """
@@ -24,8 +22,6 @@ from scipy import stats
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..core import claims
-from ..core.claims import compare, make_verdict
 from ..core.runs import train_and_score
 
 
@@ -206,27 +202,6 @@ def time_to_target(val_acc, seconds, target: float, start_acc: float = 0.1) -> d
             t = min(max(t, 0.0), 1.0)
             return {"epochs": k - 1 + t, "seconds": float(secs[k - 1] + t * (secs[k] - secs[k - 1]))}
     return {"epochs": math.nan, "seconds": math.nan}
-
-
-def compare_finite(claim_id: str, treatment, control, what: str, **kw) -> dict:
-    """``claims.compare`` on the finite values only: a run that never reached a target has a NaN
-    time, which is left out, and the summary says how many were. With fewer than two values
-    left in an arm the verdict is ``inconclusive`` (too few runs); with none it is inconclusive too."""
-    t = [float(v) for v in treatment if math.isfinite(float(v))]
-    c = [float(v) for v in control if math.isfinite(float(v))]
-    dropped = (len(treatment) - len(t), len(control) - len(c))
-    note = f" [left out, never reached: {dropped[0]} and {dropped[1]} runs]" if any(dropped) else ""
-    if not t or not c:
-        return make_verdict(claim_id, "inconclusive", {"dropped": list(dropped)},
-                            f"{what}: no finite value in one arm{note}")
-    v = compare(claim_id, t, c, what + note, **kw)
-    v["evidence"]["dropped"] = list(dropped)
-    return v
-
-
-def all_of(claim_id: str, parts: list[dict], what: str) -> dict:
-    """``claims.all_of`` where a part may not apply (LR-8's halves): no parts is ``inconclusive``."""
-    return claims.all_of(claim_id, parts, what, allow_empty=True)
 
 
 def plot_heatmap(matrix: np.ndarray, batch_sizes, lrs, ax, best: list[dict] | None = None,

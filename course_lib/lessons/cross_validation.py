@@ -16,7 +16,6 @@ import torch
 from matplotlib.figure import Figure
 from sklearn.model_selection import LeaveOneOut, StratifiedShuffleSplit, train_test_split
 
-from ..core.claims import decide, make_verdict, spread
 from ..core.data import stratified_subset
 from ..core.validation import cross_validate, labels
 from ..ui.plots import figure_png
@@ -134,29 +133,6 @@ def grid_search(make_model, pool: dict, folds, param: str, values, seed: int = 0
     if not res["stopped"]:
         res["best"] = values[int(np.argmax(res["mean"]))]
     return res
-
-
-def compare_spreads(claim_id: str, single, pooled, what: str, label_single: str = "single split",
-                    label_pooled: str = "cross-validated", min_runs: int = 3) -> dict:
-    """Verdict on "estimates from ``pooled`` (e.g. k-fold means) vary less than estimates from
-    ``single`` (e.g. single hold-out splits)".
-
-    The effect is the difference of the two standard deviations; its noise combines their
-    standard errors, s / sqrt(2 (n - 1)) each (normal approximation). As in ``claims.compare``:
-    fewer than ``min_runs`` estimates per arm, or an effect within the noise, is inconclusive.
-    """
-    a, b = [float(v) for v in single], [float(v) for v in pooled]
-    sa, sb = spread(a), spread(b)
-    n = min(len(a), len(b))
-    noise = math.hypot(sa / math.sqrt(2 * max(len(a) - 1, 1)), sb / math.sqrt(2 * max(len(b) - 1, 1)))
-    effect = sa - sb
-    verdict, why = decide(effect, noise, n, min_runs, "higher", too_few="too few estimates ({n} < {min_runs} per arm)",
-                          effect_name="difference", noise_name="its standard error")
-    evidence = {f"{label_single}_std": sa, f"{label_pooled}_std": sb, "effect": effect, "noise": noise,
-                "runs": [len(a), len(b)], label_single: a, label_pooled: b}
-    summary = (f"{what}: std of {label_single} estimates {sa:.4g} ({len(a)}) vs {label_pooled} {sb:.4g} "
-               f"({len(b)}) ({why}; expected smaller for {label_pooled})")
-    return make_verdict(claim_id, verdict, evidence, summary)
 
 
 def resplit_gaps(correct, n_val: int, draws: int = 2000, seed: int = 0) -> np.ndarray:

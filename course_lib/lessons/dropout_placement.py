@@ -6,8 +6,6 @@
 - :func:`train_config`, :func:`run_grid`: train configurations over seeds on a (sub)set and
   measure train accuracy (eval mode, no augmentation), validation accuracy and the gap.
 - :func:`accuracy_by_mode`: test accuracy with dropout left on (DO-5) against ``model.eval()``.
-- :func:`little_difference`, :func:`all_of`: verdicts that ``claims`` has no single function for
-  ("makes little difference"; a claim with two parts).
 """
 from __future__ import annotations
 
@@ -21,7 +19,6 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..core import claims
-from ..core.claims import all_of  # noqa: F401  (notebook 03 combines DO-1/DO-2 parts with it)
 from ..core.data import normalize, stratified_subset
 from ..core.models import small_cnn
 from ..core.train import evaluate, fit, raise_if_interrupted
@@ -274,36 +271,6 @@ def accuracy_by_mode(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mean: t
     finally:
         model.train(was_training)
     return accs
-
-
-def little_difference(claim_id: str, a, b, what: str, tolerance: float, label_a: str = "a",
-                      label_b: str = "b", min_runs: int = 2) -> dict:
-    """Verdict on "``a`` and ``b`` differ little" (|difference of means| within ``tolerance``).
-
-    ``supported``: the difference is at most ``tolerance`` and the seed spread is small enough
-    (at most ``tolerance``) to tell; ``not supported``: the difference exceeds both the tolerance
-    and the seed spread; otherwise (or with fewer than ``min_runs`` per arm) ``inconclusive``.
-    """
-    if tolerance <= 0:
-        raise ValueError(f"tolerance must be positive, got {tolerance}")
-    a, b = [float(v) for v in a], [float(v) for v in b]
-    if not a or not b:
-        raise ValueError("little_difference needs at least one measurement per arm")
-    effect = statistics.fmean(a) - statistics.fmean(b)
-    noise = max(claims.spread(a), claims.spread(b))
-    if min(len(a), len(b)) < min_runs:
-        verdict, why = "inconclusive", f"too few runs ({min(len(a), len(b))} < {min_runs} per arm)"
-    elif abs(effect) > max(tolerance, noise):
-        verdict, why = "not supported", f"difference {effect:+.4g} exceeds tolerance {tolerance:g} and seed spread {noise:.4g}"
-    elif noise <= tolerance:
-        verdict, why = "supported", f"difference {effect:+.4g} within tolerance {tolerance:g} (seed spread {noise:.4g})"
-    else:
-        verdict, why = "inconclusive", f"seed spread {noise:.4g} larger than tolerance {tolerance:g}"
-    evidence = {f"{label_a}_mean": statistics.fmean(a), f"{label_b}_mean": statistics.fmean(b),
-                "effect": effect, "noise": noise, "tolerance": tolerance, label_a: a, label_b: b}
-    summary = (f"{what}: {label_a} {statistics.fmean(a):.4g} vs {label_b} {statistics.fmean(b):.4g} ({why}; "
-               f"expected little difference)")
-    return claims.make_verdict(claim_id, verdict, evidence, summary)
 
 
 def result_png(history: dict, title: str = "") -> bytes:

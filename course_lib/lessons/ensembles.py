@@ -26,7 +26,6 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from ..core.claims import decide, make_verdict, spread
 from ..ui.plots import figure_png
 from ..core.train import predict_logits
 from ..core.validation import accuracy, check_probs
@@ -200,31 +199,6 @@ def evaluate_ensemble(probs, y, rule: str = "average", names=None) -> dict:
             "mean_corr": mean_pairwise(correctness_correlation(correctness(preds, y))) if len(p) > 1 else math.nan,
             "ece_best_member": expected_calibration_error(p[best], y), "ece_average": expected_calibration_error(avg, y),
             "reliability": {"best member": reliability(p[best], y), "averaged": reliability(avg, y)}}
-
-
-def compare_rules(claim_id: str, treatment, control, what: str, label_t: str = "treatment",
-                  label_c: str = "control", expect: str = "higher", min_runs: int = 2) -> dict:
-    """Verdict on "``treatment`` scores {higher|lower} than ``control``" where the i-th entries
-    were measured on the same members (paired, e.g. two rules on one ensemble).
-
-    Like ``claims.compare`` but on the paired differences: the effect is their mean, the noise
-    their standard deviation; fewer than ``min_runs`` pairs or an effect within the noise is
-    inconclusive. Pairing removes the spread between ensembles, which a rule does not cause.
-    """
-    if expect not in ("higher", "lower"):
-        raise ValueError(f"expect must be 'higher' or 'lower', got {expect!r}")
-    t, c = [float(v) for v in treatment], [float(v) for v in control]
-    if len(t) != len(c) or not t:
-        raise ValueError(f"paired measurements must be two equally long, non-empty lists, got {len(t)} and {len(c)}")
-    diffs = [a - b for a, b in zip(t, c)]
-    effect, noise = statistics.fmean(diffs), spread(diffs)
-    verdict, why = decide(effect, noise, len(diffs), min_runs, expect, too_few="too few pairs ({n} < {min_runs})",
-                          effect_name="mean paired difference", noise_name="its spread")
-    evidence = {f"{label_t}_mean": statistics.fmean(t), f"{label_c}_mean": statistics.fmean(c),
-                "effect": effect, "noise": noise, "runs": [len(t), len(c)], label_t: t, label_c: c}
-    summary = (f"{what}: {label_t} {statistics.fmean(t):.4g} vs {label_c} {statistics.fmean(c):.4g} "
-               f"over {len(t)} paired ensembles ({why}; expected {expect})")
-    return make_verdict(claim_id, verdict, evidence, summary)
 
 
 def plot_reliability(curves: dict, ax=None, title: str = "reliability diagram"):

@@ -16,7 +16,7 @@ import torch
 from matplotlib.figure import Figure
 
 from ..core import validation
-from ..core.claims import all_of, spread  # noqa: F401  (notebook 04 combines SC-1/LR-10 parts with all_of)
+from ..core.claims import spread
 from ..ui.plots import figure_png
 from ..core.schedules import lr_curve, restart_ends, snapshot_callback
 from ..core.train import fit, predict_logits, raise_if_interrupted

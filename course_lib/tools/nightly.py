@@ -27,7 +27,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ..core.claims import load_claims
+from ..core.claims import count_verdicts, counts_line, load_claims
 
 ROOT = Path(__file__).resolve().parents[2]
 TIME_LIKE = ("seconds", "_s")
@@ -135,14 +135,18 @@ def default_tolerance(name: str, value: float, timing: bool = False) -> float:
 
 
 def verdict_keys(verdicts: list[dict]) -> list[tuple[str, dict]]:
-    """(key, verdict) pairs: the claim ID, with ``#2``, ``#3``... for a claim a notebook judges
-    more than once (e.g. LR-6 for SGD and for Adam), so each is compared with its own baseline."""
-    seen: dict = {}
-    keyed = []
-    for v in verdicts:
-        seen[v["claim"]] = seen.get(v["claim"], 0) + 1
-        keyed.append((v["claim"] if seen[v["claim"]] == 1 else f"{v['claim']}#{seen[v['claim']]}", v))
-    return keyed
+    """(claim ID, verdict) pairs: one verdict per claim per notebook (``experiment.record``
+    refuses more). A results file written before that rule may judge a claim twice: its last
+    verdict is the one kept."""
+    return list({v["claim"]: v for v in verdicts}.items())
+
+
+def baseline_entry(entry) -> dict:
+    """A baseline's verdict for one claim as ``{"verdict", "kind"}``; an old baseline holds a
+    plain verdict string, whose kind is unknown (None)."""
+    if isinstance(entry, dict):
+        return {"verdict": entry.get("verdict"), "kind": entry.get("kind")}
+    return {"verdict": entry, "kind": None}
 
 
 def baseline_from_records(records: list[dict], old: dict | None = None) -> dict:
@@ -163,7 +167,8 @@ def baseline_from_records(records: list[dict], old: dict | None = None) -> dict:
             tol = prev.get(name, {}).get("tolerance", default_tolerance(name, v, timing))
             metrics[name] = {"value": v, "higher_is_better": hib, "tolerance": tol}
         doc["notebooks"][rec["notebook"]] = {
-            "metrics": metrics, "verdicts": {k: v["verdict"] for k, v in verdict_keys(res.get("verdicts", []))}}
+            "metrics": metrics, "verdicts": {k: {"verdict": v["verdict"], "kind": v.get("kind", "experiment")}
+                                             for k, v in verdict_keys(res.get("verdicts", []))}}
     return doc
 
 
@@ -199,20 +204,31 @@ def compare_metrics(records: list[dict], baseline: dict) -> list[dict]:
 
 
 def claims_ledger(records: list[dict], baseline: dict) -> list[dict]:
-    """Every verdict recorded by every notebook, with claim text, source document, evidence and
-    the baseline's verdict (``changed`` is True when it differs)."""
+    """Every verdict recorded by every notebook, with its kind (experiment or demonstration),
+    claim text, source document, evidence and the baseline's verdict and kind (``changed`` is
+    True when the verdict, or a known kind, differs from the baseline's)."""
     claims, rows = load_claims(), []
     for rec in records:
         base = baseline.get("notebooks", {}).get(rec["notebook"], {}).get("verdicts", {})
         for key, v in verdict_keys((rec.get("results") or {}).get("verdicts", [])):
             info = claims.get(v["claim"], {})
-            old = base.get(key)
-            rows.append({"claim": v["claim"], "text": info.get("claim", v.get("text", "")),
+            old = baseline_entry(base.get(key))
+            kind = v.get("kind", "experiment")
+            rows.append({"claim": v["claim"], "kind": kind, "text": info.get("claim", v.get("text", "")),
                          "source": info.get("source", ""), "notebook": rec["notebook"],
                          "verdict": v["verdict"], "summary": v.get("summary", ""),
-                         "evidence": v.get("evidence", {}), "baseline_verdict": old,
-                         "changed": old is not None and old != v["verdict"]})
+                         "evidence": v.get("evidence", {}), "baseline_verdict": old["verdict"],
+                         "baseline_kind": old["kind"],
+                         "changed": old["verdict"] is not None and (old["verdict"] != v["verdict"]
+                                                                    or old["kind"] not in (None, kind))})
     return sorted(rows, key=lambda r: (r["claim"].split("-")[0], int(r["claim"].split("-")[1]), r["notebook"]))
+
+
+def ledger_summary(ledger: list[dict]) -> dict:
+    """Counts of the ledger's verdicts, experiments apart from demonstrations (which never count
+    as support): ``{"experiment": {verdict: n}, "demonstration": {verdict: n}, "line": words}``."""
+    counts = count_verdicts(ledger)
+    return {**counts, "line": counts_line(counts)}
 
 
 # ----------------------------------------------------------------------------- report
@@ -313,10 +329,11 @@ def baseline_diff(old: dict, new: dict) -> list[str]:
                 lines.append(f"+ {nb}.{name} = {m['value']:.4g}")
             elif b["value"] != m["value"]:
                 lines.append(f"~ {nb}.{name}: {b['value']:.4g} -> {m['value']:.4g}")
-        for claim, verdict in sorted(doc["verdicts"].items()):
-            b = before.get("verdicts", {}).get(claim)
-            if b != verdict:
-                lines.append(f"~ {nb} {claim}: {b} -> {verdict}")
+        for claim, entry in sorted(doc["verdicts"].items()):
+            b, e = baseline_entry(before.get("verdicts", {}).get(claim)), baseline_entry(entry)
+            if b["verdict"] != e["verdict"] or b["kind"] not in (None, e["kind"]):
+                kinds = f" ({b['kind']} -> {e['kind']})" if b["kind"] not in (None, e["kind"]) else ""
+                lines.append(f"~ {nb} {claim}: {b['verdict']} -> {e['verdict']}{kinds}")
     return lines
 
 

@@ -43,6 +43,9 @@ def test_record_writes_json_with_verdicts_metrics_and_environment(tmp_path):
     got = json.loads(path.read_text())
     assert path.name == "99_test.json"
     assert got["verdicts"][0]["claim"] == "DBG-1" and got["verdicts"][0]["verdict"] == "supported"
+    assert got["verdicts"][0]["kind"] == "demonstration"
+    assert got["verdict_counts"]["demonstration"]["supported"] == 1
+    assert sum(got["verdict_counts"]["experiment"].values()) == 0
     assert got["metrics"]["acc"] == {"value": 0.5, "higher_is_better": True}
     assert got["metrics"]["nan"] == "nan" and got["metrics"]["t"] == 2.0
     assert got["params"] == {"lr": 0.1} and got["profile"] == "smoke"
@@ -56,15 +59,30 @@ def test_record_refuses_unknown_claims(tmp_path):
         E.record(ctx, tmp_path, {}, [bad], {}, show=False)
 
 
+def test_record_refuses_two_verdicts_for_one_claim_and_unknown_kinds(tmp_path):
+    ctx = E.Context(profile="smoke", seed=0, device=torch.device("cpu"), data=None, notebook="x")
+    twice = [claims.check_range("DBG-1", 2.3, 2.0, 2.6, "loss"), claims.check_range("DBG-1", 2.4, 2.0, 2.6, "loss")]
+    with pytest.raises(ValueError, match=r"DBG-1 is judged twice.*claims.all_of"):
+        E.record(ctx, tmp_path, {}, twice, {}, show=False)
+    odd = {**twice[0], "kind": "anecdote"}
+    with pytest.raises(ValueError, match="kind 'anecdote': must be one of"):
+        E.record(ctx, tmp_path, {}, [odd], {}, show=False)
+    assert not (tmp_path / "x.json").exists()
+
+
 def _verdicts():
-    return [claims.compare("DO-1", [0.61, 0.62], [0.55, 0.56], what="accuracy <after conv>"),
-            claims.check_true("DO-4", True, {"gap": 0.1}, "dropout lowers train accuracy")]
+    return [claims.compare("DO-1", [0.61, 0.72], [0.55, 0.56], what="accuracy <after conv>"),
+            claims.demonstrate("DO-4", True, {"gap": 0.1}, "dropout lowers train accuracy"),
+            claims.compare("DO-2", [0.61, 0.62, 0.63], [0.55, 0.56, 0.57], what="accuracy")]
 
 
 def test_show_verdicts_prints_plain_text_outside_jupyter(capsys):
     E.show_verdicts(_verdicts())
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 2 and out[0].startswith("DO-1") and "supported" in out[1]
+    assert out[0] == ("experiments: 1 supported / 0 not supported / 1 inconclusive; "
+                      "demonstrations (not counted as support): 1 (1 shown, 0 not)")
+    assert out[1].startswith("Experiments") and out[2].strip().startswith("DO-1") and "DO-2" in out[3]
+    assert out[4].startswith("Demonstrations") and out[5].strip().startswith("DO-4")
 
 
 def test_show_verdicts_gives_jupyter_one_output_with_html_and_text(monkeypatch):
@@ -76,5 +94,6 @@ def test_show_verdicts_gives_jupyter_one_output_with_html_and_text(monkeypatch):
     E.show_verdicts(_verdicts())
     assert len(shown) == 1 and shown[0][1] is True
     html, text = shown[0][0]["text/html"], shown[0][0]["text/plain"]
-    assert html.count("<tr>") == 3 and "&lt;after conv&gt;" in html  # escaped, not markup
-    assert text.splitlines()[0].startswith("DO-1")
+    assert html.count("<table>") == 2 and html.count("<tr>") == 5  # two tables, each with a header
+    assert "&lt;after conv&gt;" in html  # escaped, not markup
+    assert text.splitlines()[0].startswith("experiments: 1 supported")

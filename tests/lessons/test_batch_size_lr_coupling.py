@@ -5,9 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from course_lib.core.claims import compare
 from course_lib.core.models import small_cnn
-from course_lib.lessons.batch_size_lr_coupling import (all_of, best_lr, fit_slope, good_lr_window, grid_matrix, lr_grid,
+from course_lib.lessons.batch_size_lr_coupling import (best_lr, fit_slope, good_lr_window, grid_matrix, lr_grid,
                                run_grid, time_to_target)
 
 
@@ -103,26 +102,6 @@ def test_time_to_target_interpolates_between_epochs():
     assert math.isnan(time_to_target([0.3, 0.4], [1.0, 1.0], target=0.9)["epochs"])
     with pytest.raises(ValueError, match="one time per epoch"):
         time_to_target([0.3, 0.4], [1.0], target=0.35)
-
-
-def test_all_of_combines_parts():
-    yes = compare("LR-6", [0.7, 0.71], [0.5, 0.51], "acc")
-    no = compare("LR-6", [0.5, 0.51], [0.7, 0.71], "acc")
-    unsure = compare("LR-6", [0.7], [0.5], "acc")
-    assert all_of("LR-6", [yes, yes], "x")["verdict"] == "supported"
-    assert all_of("LR-6", [yes, no], "x")["verdict"] == "not supported"
-    assert all_of("LR-6", [yes, unsure], "x")["verdict"] == "inconclusive"
-    empty = all_of("LR-6", [], "x")
-    assert empty["verdict"] == "inconclusive" and "no part applied" in empty["summary"]
-
-
-def test_compare_finite_leaves_out_runs_that_never_reached_the_target():
-    from course_lib.lessons.batch_size_lr_coupling import compare_finite
-    v = compare_finite("LR-2", [1.0, 1.1, float("nan")], [3.0, 3.1], "seconds", expect="lower")
-    assert v["verdict"] == "supported" and v["evidence"]["dropped"] == [1, 0]
-    assert "never reached: 1 and 0 runs" in v["summary"]
-    v = compare_finite("LR-2", [float("nan")] * 2, [3.0, 3.1], "seconds", expect="lower")
-    assert v["verdict"] == "inconclusive" and "no finite value" in v["summary"]
 
 
 def test_grid_panel_run_function_and_its_renderer(tiny):

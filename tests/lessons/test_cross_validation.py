@@ -72,15 +72,6 @@ def test_repeat_means():
         cv.repeat_means([1, 2, 3, 4, 5, 6], 4)
 
 
-def test_compare_spreads():
-    wide = [0.30, 0.40, 0.35, 0.45, 0.25, 0.38]
-    narrow = [0.350, 0.352, 0.349, 0.351]
-    assert cv.compare_spreads("CV-1", wide, narrow, "est")["verdict"] == "supported"
-    assert cv.compare_spreads("CV-1", narrow, wide, "est")["verdict"] == "not supported"
-    assert cv.compare_spreads("CV-1", wide, narrow[:2], "est")["verdict"] == "inconclusive"
-    assert cv.compare_spreads("CV-1", wide, [0.30, 0.40, 0.36, 0.42], "est")["verdict"] == "inconclusive"
-
-
 def test_resplit_gaps_match_binomial_sampling():
     rng = np.random.default_rng(0)
     correct = rng.random(1500) < 0.6

@@ -132,30 +132,6 @@ def test_placement_plot_has_one_row_per_configuration():
     plt.close(fig)
 
 
-def test_little_difference_verdicts():
-    ok = D.little_difference("DO-1", [0.50, 0.51, 0.50], [0.505, 0.50, 0.51], "val acc", 0.01)
-    assert ok["verdict"] == "supported"
-    big = D.little_difference("DO-1", [0.60, 0.61, 0.60], [0.50, 0.51, 0.50], "val acc", 0.01)
-    assert big["verdict"] == "not supported"
-    noisy = D.little_difference("DO-1", [0.40, 0.60], [0.50, 0.51], "val acc", 0.01)
-    assert noisy["verdict"] == "inconclusive" and "seed spread" in noisy["summary"]
-    assert D.little_difference("DO-1", [0.5], [0.5], "val acc", 0.01)["verdict"] == "inconclusive"
-    with pytest.raises(ValueError, match="tolerance must be positive"):
-        D.little_difference("DO-1", [0.5], [0.5], "val acc", 0.0)
-
-
-def test_all_of_needs_every_part():
-    sup = D.little_difference("DO-1", [0.5, 0.5], [0.5, 0.5], "x", 0.01)
-    inc = D.little_difference("DO-1", [0.5], [0.5], "x", 0.01)
-    nope = D.little_difference("DO-1", [0.9, 0.9], [0.5, 0.5], "x", 0.01)
-    assert D.all_of("DO-2", [sup, sup])["verdict"] == "supported"
-    assert D.all_of("DO-2", [sup, inc])["verdict"] == "inconclusive"
-    assert D.all_of("DO-2", [inc, nope])["verdict"] == "not supported"
-    assert D.all_of("DO-2", [sup, nope])["claim"] == "DO-2"
-    with pytest.raises(ValueError, match="at least one part"):
-        D.all_of("DO-2", [])
-
-
 def test_best_of_picks_the_highest_mean():
     res = {"a": [{"val_acc": 0.5}, {"val_acc": 0.7}], "b": [{"val_acc": 0.55}, {"val_acc": 0.6}]}
     assert D.best_of(res, ["a", "b"]) == "a" and D.best_of(res, ["b"]) == "b"

@@ -117,17 +117,6 @@ def test_ece_is_zero_when_calibrated_and_the_gap_when_overconfident():
         E.reliability(sure, y, n_bins=0)
 
 
-def test_compare_rules_is_paired():
-    plain = [0.60, 0.70, 0.80]
-    better = [0.61, 0.71, 0.81]  # always 1 point better, though the ensembles differ by 10
-    assert E.compare_rules("EN-3", better, plain, "acc")["verdict"] == "supported"
-    assert E.compare_rules("EN-3", plain, better, "acc")["verdict"] == "not supported"
-    assert E.compare_rules("EN-3", [0.61, 0.69, 0.80], plain, "acc")["verdict"] == "inconclusive"
-    assert E.compare_rules("EN-3", [0.61], [0.60], "acc")["verdict"] == "inconclusive"
-    with pytest.raises(ValueError, match="equally long"):
-        E.compare_rules("EN-3", [0.6], plain, "acc")
-
-
 def test_evaluate_ensemble_and_its_picture():
     g = torch.Generator().manual_seed(0)
     probs = torch.rand(3, 50, 10, generator=g).softmax(2)

@@ -200,7 +200,7 @@ def test_converges_needs_a_real_fall_and_no_rise():
 
 def test_ten_x_advice_tests_only_the_symptoms_that_showed():
     runs = {0.1: [fake_run(0.40, SLOW), fake_run(0.41, SLOW)], 1.0: [fake_run(0.60, GOOD), fake_run(0.61, GOOD)],
-            10.0: [fake_run(0.30, RISING), fake_run(0.10, [2.3, 50.0], "nonfinite")]}
+            10.0: [fake_run(0.30, RISING), fake_run(0.31, [2.3, 50.0], "nonfinite")]}
     v = ten_x_advice("LR-8", runs, "SGD")
     assert v["verdict"] == "supported" and len(v["evidence"]["parts"]) == 2
     runs[10.0] = [fake_run(0.70, GOOD), fake_run(0.71, GOOD)]  # the high run is healthy: no "lower" advice

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from course_lib.lessons import lr_schedules as lr_study
-from course_lib.core.claims import compare
 from course_lib.core.models import small_cnn
 from course_lib.core.train import fit, predict_logits
 
@@ -91,17 +90,6 @@ def test_best_and_last_accuracy(tiny):
     assert got["best_epoch"] == run["best"]["epoch"]
     assert got["best"] == pytest.approx(run["best"]["value"])             # same split: same number
     assert got["last"] == pytest.approx(run["history"]["epoch"]["val_acc"][-1])
-
-
-def test_all_of_needs_every_part():
-    yes = compare("SC-1", [0.8, 0.81], [0.5, 0.51], "acc")
-    no = compare("SC-1", [0.5, 0.51], [0.8, 0.81], "acc")
-    unsure = compare("SC-1", [0.5, 0.6], [0.55, 0.56], "acc")
-    assert lr_study.all_of("SC-1", {"a": yes, "b": yes}, "x")["verdict"] == "supported"
-    assert lr_study.all_of("SC-1", {"a": yes, "b": unsure}, "x")["verdict"] == "inconclusive"
-    v = lr_study.all_of("SC-1", {"a": unsure, "b": no}, "x")
-    assert v["verdict"] == "not supported" and v["evidence"]["b"]["verdict"] == "not supported"
-    assert "[a: inconclusive]" in v["summary"]
 
 
 def test_preview_and_widget_pieces():

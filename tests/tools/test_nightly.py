@@ -52,7 +52,7 @@ def run(tmp_path_factory):
         "01_good": {"metrics": {"acc": {"value": 1.5, "higher_is_better": True, "tolerance": 0.01}},
                     "verdicts": {"DBG-1": "not supported"}},
         "03_also_good": {"metrics": {"acc": {"value": 0.9, "higher_is_better": True, "tolerance": 0.01}},
-                         "verdicts": {"LR-6": "supported"}}}}))
+                         "verdicts": {"LR-6": {"verdict": "supported", "kind": "demonstration"}}}}}))
     out = tmp / "report"
     r = subprocess.run([sys.executable, "-m", "course_lib.tools.nightly", "--profile", "smoke", "--notebooks", str(nb_dir),
                         "--baselines", str(base), "--out", str(out), "--cell-timeout", "120",
@@ -86,7 +86,9 @@ def test_report_lists_every_recorded_claim_with_source_and_verdict_change(run):
     ledger = {(c["notebook"], c["claim"]): c for c in summary["claims"]}
     assert set(ledger) == {("01_good", "DBG-1"), ("03_also_good", "LR-6")}
     assert ledger[("01_good", "DBG-1")]["changed"] and ledger[("01_good", "DBG-1")]["source"] == "B part 5"
-    assert not ledger[("03_also_good", "LR-6")]["changed"]
+    assert not ledger[("03_also_good", "LR-6")]["changed"]  # the new {"verdict", "kind"} form
+    assert ledger[("01_good", "DBG-1")]["baseline_verdict"] == "not supported"  # an old plain-string baseline
+    assert {c["kind"] for c in summary["claims"]} == {"demonstration"}  # claims.check_range demonstrates
     html = (out / "report.html").read_text()
     for text in ("DBG-1", "LR-6", "A 八.7, C", "(changed)", "torch", "git_commit"):
         assert text in html
@@ -100,8 +102,12 @@ def test_update_baselines_accepts_new_values_and_shows_the_diff(tmp_path):
                                      "verdicts": {"DBG-1": "not supported"}}}}
     new = nightly.baseline_from_records(records, old)
     assert new["notebooks"]["01_good"]["metrics"]["acc"] == {"value": 0.8, "higher_is_better": True, "tolerance": 0.2}
+    assert new["notebooks"]["01_good"]["verdicts"] == {"DBG-1": {"verdict": "supported", "kind": "experiment"}}
     assert nightly.baseline_diff(old, new) == ["~ 01_good.acc: 1.5 -> 0.8",
                                                "~ 01_good DBG-1: not supported -> supported"]
+    newer = {"notebooks": {"01_good": {**new["notebooks"]["01_good"],
+                                       "verdicts": {"DBG-1": {"verdict": "supported", "kind": "demonstration"}}}}}
+    assert nightly.baseline_diff(new, newer) == ["~ 01_good DBG-1: supported -> supported (experiment -> demonstration)"]
 
 
 def test_lower_is_better_and_time_tolerance():
@@ -135,9 +141,21 @@ def test_a_real_notebook_failing_on_its_headless_path_fails_the_run(tmp_path):
     assert "lr must be positive" in summary["notebooks"][0]["error"]
 
 
-def test_a_claim_judged_twice_in_one_notebook_keeps_two_baseline_verdicts():
-    v = lambda verdict: {"claim": "LR-6", "verdict": verdict, "summary": ""}
-    records = [{"notebook": "01", "status": "ok", "results": {"metrics": {}, "verdicts": [v("supported"), v("not supported")]}}]
+def test_the_baseline_keeps_one_verdict_and_kind_per_claim_and_the_ledger_counts_kinds_apart():
+    v = lambda claim, verdict, kind: {"claim": claim, "verdict": verdict, "kind": kind, "summary": ""}
+    verdicts = [v("LR-6", "supported", "demonstration"), v("LR-8", "inconclusive", "experiment"),
+                v("LR-9", "supported", "experiment")]
+    records = [{"notebook": "01", "status": "ok", "results": {"metrics": {}, "verdicts": verdicts}}]
     base = nightly.baseline_from_records(records)
-    assert base["notebooks"]["01"]["verdicts"] == {"LR-6": "supported", "LR-6#2": "not supported"}
-    assert [r["changed"] for r in nightly.claims_ledger(records, base)] == [False, False]
+    assert base["notebooks"]["01"]["verdicts"] == {
+        "LR-6": {"verdict": "supported", "kind": "demonstration"},
+        "LR-8": {"verdict": "inconclusive", "kind": "experiment"}, "LR-9": {"verdict": "supported", "kind": "experiment"}}
+    assert not any("#" in k for k in base["notebooks"]["01"]["verdicts"])
+    ledger = nightly.claims_ledger(records, base)
+    assert [(r["claim"], r["kind"], r["changed"]) for r in ledger] == [
+        ("LR-6", "demonstration", False), ("LR-8", "experiment", False), ("LR-9", "experiment", False)]
+    counts = nightly.ledger_summary(ledger)
+    assert counts["experiment"] == {"supported": 1, "not supported": 0, "inconclusive": 1}
+    assert counts["demonstration"]["supported"] == 1 and "demonstrations" in counts["line"]
+    base["notebooks"]["01"]["verdicts"]["LR-9"] = "not supported"  # an old baseline: a plain string
+    assert [r["changed"] for r in nightly.claims_ledger(records, base)] == [False, False, True]
