@@ -87,7 +87,8 @@ def compare(claim_id: str, treatment, control, what: str, expect: str = "higher"
     noise = max(spread(t), spread(c))
     evidence = {f"{label_t}_mean": statistics.fmean(t), f"{label_c}_mean": statistics.fmean(c),
                 "effect": effect, "noise": noise, "runs": [len(t), len(c)],
-                label_t: t, label_c: c}
+                label_t: t, label_c: c,
+                "arms": {label_t: t, label_c: c}, "rule": {"expect": expect, "min_runs": min_runs}}
     verdict, why = decide(effect, noise, min(len(t), len(c)), min_runs, expect)
     summary = (f"{what}: {label_t} {statistics.fmean(t):.4g} vs {label_c} {statistics.fmean(c):.4g} "
                f"({why}; expected {expect})")
