@@ -8,8 +8,10 @@ nightly's ``run_one``: papermill in a child process, with the cell and notebook 
 and sends back the executed notebook, its results JSON and its figures, so no shared
 filesystem is needed. Workers that declare a ``GPU`` resource (``dask worker ... --resources
 "GPU=1"``) get one notebook run at a time each. A run whose worker is lost (killed, machine
-gone) is reported as ``lost`` for that notebook and seed; the other runs go on, and results
-already received are written to disk as they arrive and kept.
+gone) is reported as ``lost`` for that notebook and seed (at once on a local cluster, and on a
+scheduler started with ``allowed-failures`` 0; Dask's default first retries it on other
+workers); the other runs go on, and results already received are written to disk as they
+arrive and kept.
 
 This module needs ``pip install -e .[cluster]``; the nightly imports it only for
 ``--scheduler``.
