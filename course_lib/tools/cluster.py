@@ -38,15 +38,19 @@ from distributed import (
 
 def local_cluster(gpus: int = 0, cpu_workers: int = 1) -> SpecCluster:
     """A cluster on this machine: one worker per GPU (that GPU only, resource ``GPU=1``), or
-    ``cpu_workers`` CPU workers; one thread each, each a process the nanny restarts if it dies.
+    ``cpu_workers`` CPU workers; one task thread each, each a process the nanny restarts if it
+    dies, and each run's notebook gets an equal share of the CPU cores for torch.
 
     A notebook whose worker dies is reported lost at once, not retried on another worker (a
     notebook that kills its worker, e.g. by exhausting memory, would kill them all in turn).
     """
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     ids = visible.split(",")[:gpus] if visible else [str(i) for i in range(gpus)]
-    options = [{"nthreads": 1, "resources": {"GPU": 1}, "env": {"CUDA_VISIBLE_DEVICES": i}} for i in ids]
-    options = options or [{"nthreads": 1} for _ in range(max(cpu_workers, 1))]
+    n = len(ids) or max(cpu_workers, 1)
+    cores = str(max((os.cpu_count() or 1) // n, 1))  # Dask's workers default to 1 (for NumPy tasks)
+    threads = {"OMP_NUM_THREADS": cores, "MKL_NUM_THREADS": cores}
+    options = [{"nthreads": 1, "resources": {"GPU": 1}, "env": {"CUDA_VISIBLE_DEVICES": i, **threads}} for i in ids]
+    options = options or [{"nthreads": 1, "env": threads} for _ in range(n)]
     return SpecCluster(
         workers={f"worker-{n}": {"cls": Nanny, "options": {"host": "127.0.0.1", **o}} for n, o in enumerate(options)},
         scheduler={"cls": Scheduler, "options": {"host": "127.0.0.1", "port": 0, "dashboard_address": ":0",

@@ -71,6 +71,7 @@ def run(tmp_path_factory):
     with local:
         from distributed import Client
         with Client(local) as client:
+            assert cluster.slots(client) == (2, None)  # two CPU workers, one run each at a time
             pids = client.run(os.getpid)
         proc = nightly("--notebooks", str(nb_dir), "--out", str(out), "--scheduler", local.scheduler_address,
                        "--seeds", "0,1", "-p", "marker", str(marker), tmp=tmp)
@@ -132,11 +133,16 @@ def test_a_worker_killed_mid_run_is_reported_and_the_other_results_are_kept(run)
     assert not left, f"processes left behind: {left}"
 
 
-def test_a_local_cluster_has_one_single_thread_worker_per_job_without_gpus():
-    client, local = cluster.connect("local", gpus=0, cpu_workers=2)
+def test_a_local_cluster_gives_each_gpu_its_own_worker_seeing_only_that_gpu(monkeypatch):
+    """(No GPU needed: the workers only declare them.)"""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    client, local = cluster.connect("local", gpus=2, cpu_workers=7)
     with local, client:
-        assert cluster.slots(client) == (2, None)
+        assert cluster.slots(client) == (2, {"GPU": 1})
         assert sorted(client.nthreads().values()) == [1, 1]
+        env = client.run(lambda: dict(__import__("os").environ))  # each worker's own environment
+        assert sorted(e["CUDA_VISIBLE_DEVICES"] for e in env.values()) == ["3", "5"]
+        assert {e["OMP_NUM_THREADS"] for e in env.values()} == {str(max(os.cpu_count() // 2, 1))}
 
 
 def verdict(claim_id, t, c, **kw):
