@@ -79,8 +79,9 @@ def slots(client: Client) -> tuple[int, dict | None]:
 def run_remote(run, name: str, notebook: bytes, seed: int, run_kwargs: dict) -> dict:
     """Runs on a worker: write the notebook into a scratch folder, ``run`` it, and return its
     record with the files the client needs as bytes (``executed_bytes``, ``results_bytes``,
-    ``figure_bytes`` {name: bytes}). The scratch folder is removed afterwards."""
-    with tempfile.TemporaryDirectory(prefix="nightly-") as tmp:
+    ``figure_bytes`` {name: bytes}). The scratch folder is removed afterwards; it lies in the
+    worker's own directory, which Dask clears even when the worker was killed."""
+    with tempfile.TemporaryDirectory(prefix="nightly-", dir=get_worker().local_directory) as tmp:
         nb = Path(tmp) / "notebooks" / name
         nb.parent.mkdir()
         nb.write_bytes(notebook)
@@ -175,3 +176,22 @@ def run_notebooks(client: Client, notebooks: list[Path], seeds: list[int], out_d
             if on_result:
                 on_result(rec)
     return [records[(nb.stem, seed)] for nb, seed in todo]
+
+
+def run_nightly(scheduler: str, notebooks: list[Path], out_dir: Path, seeds: list[int], run, jobs: int = 1,
+                **run_kwargs) -> list[dict]:
+    """The nightly's ``--scheduler`` run: connect (``"local"``: one worker per GPU here, else
+    ``jobs`` CPU workers), run notebooks x seeds, print each run as it comes back, disconnect."""
+    gpus = 0
+    if scheduler == "local":
+        import torch  # only to count this machine's GPUs
+        gpus = torch.cuda.device_count()
+    client, local = connect(scheduler, gpus, jobs)
+    try:
+        print(f"nightly: Dask scheduler {client.scheduler.address}, {len(client.nthreads())} worker(s)")
+        report = lambda r: print(f"  {r['notebook']} seed {r['seed']}: {r['status']} {r['error'] or ''}")
+        return run_notebooks(client, notebooks, seeds, out_dir, run, on_result=report, **run_kwargs)
+    finally:
+        client.close()
+        if local is not None:
+            local.close()

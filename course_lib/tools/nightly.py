@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..core.claims import load_claims
+from .seeds import combine_seeds, parse_seeds
 
 ROOT = Path(__file__).resolve().parents[2]
 TIME_LIKE = ("seconds", "_s")
@@ -119,9 +120,8 @@ def run_all(notebooks: list[Path], out_dir: Path, profile: str, seed: int, cell_
 
 def run_cluster(scheduler: str, notebooks: list[Path], out_dir: Path, seeds: list[int], jobs: int = 1,
                 **run_kwargs) -> list[dict]:
-    """Run notebooks x seeds on a Dask cluster (``course_lib.tools.cluster``): ``scheduler`` is
-    an address, or "local" for one worker per GPU here (else ``jobs`` CPU workers). Dask is
-    imported only here: it is the optional ``cluster`` extra."""
+    """Run notebooks x seeds on Dask (``cluster.run_nightly``). Dask is imported only here: it
+    is the optional ``cluster`` extra, and a plain local run needs none of it."""
     try:
         from . import cluster
     except ImportError as exc:
@@ -129,31 +129,7 @@ def run_cluster(scheduler: str, notebooks: list[Path], out_dir: Path, seeds: lis
             raise
         raise SystemExit("--scheduler runs notebooks on Dask, which is not installed: "
                          "pip install -e .[cluster]") from exc
-    gpus = 0
-    if scheduler == "local":
-        import torch
-        gpus = torch.cuda.device_count()
-    client, local = cluster.connect(scheduler, gpus, jobs)
-    try:
-        print(f"nightly: Dask scheduler {client.scheduler.address}, "
-              f"{len(client.scheduler_info()['workers'])} worker(s)")
-        report = lambda r: print(f"  {r['notebook']} seed {r['seed']}: {r['status']} {r['error'] or ''}")
-        return cluster.run_notebooks(client, notebooks, seeds, out_dir, run_one, on_result=report, **run_kwargs)
-    finally:
-        client.close()
-        if local is not None:
-            local.close()
-
-
-def seed_list(text: str) -> list[int]:
-    """``--seeds 0,1,2`` as a list of distinct integers."""
-    try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"seeds must be comma-separated integers like 0,1,2, got {text!r}") from None
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise argparse.ArgumentTypeError(f"seeds must be distinct integers like 0,1,2, got {text!r}")
-    return seeds
+    return cluster.run_nightly(scheduler, notebooks, out_dir, seeds, run_one, jobs, **run_kwargs)
 
 
 # ----------------------------------------------------------------------------- baselines
@@ -387,7 +363,7 @@ def main(argv=None) -> int:
     p.add_argument("--scheduler", default=None, metavar="ADDRESS|local",
                    help="run on a Dask cluster: its scheduler (tcp://HOST:8786), or 'local' for one on this "
                         "machine (one worker per GPU, else --jobs CPU workers); needs pip install -e .[cluster]")
-    p.add_argument("--seeds", type=seed_list, default=None, metavar="0,1,2",
+    p.add_argument("--seeds", type=parse_seeds, default=None, metavar="0,1,2",
                    help="run every notebook once per seed (with --scheduler); the ledger combines the seeds")
     p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="extra parameter injected into every notebook (VALUE parsed as JSON, else a string)")
@@ -419,7 +395,6 @@ def main(argv=None) -> int:
     baseline = json.loads(base_file.read_text()) if base_file.exists() else {"notebooks": {}}
     rows, ledger = compare_metrics(records, baseline), claims_ledger(records, baseline)
     if len(seeds) > 1:  # each notebook once per seed: say which seed each row is, pool the seeds' verdicts
-        from .seeds import combine_seeds
         rows = [{**row, "seed": r["seed"]} for r in records for row in compare_metrics([r], baseline)]
         ledger = combine_seeds({s: [r for r in records if r["seed"] == s] for s in seeds}, baseline)
     md, html_path = write_report(out, records, rows, ledger,

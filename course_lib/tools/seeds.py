@@ -9,12 +9,24 @@ The stability says how many of the seeds that judged the claim agree with the co
 """
 from __future__ import annotations
 
+import argparse
 import inspect
 from collections import Counter
 
 from ..core import claims
 
 NOT_POOLABLE = "not poolable"
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``--seeds 0,1,2`` as a list of distinct integers (an argparse type)."""
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds must be comma-separated integers like 0,1,2, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"seeds must be distinct integers like 0,1,2, got {text!r}")
+    return seeds
 
 
 def occurrences(verdicts: list[dict]) -> list[tuple[str, dict]]:

@@ -6,18 +6,17 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import nbformat
+import psutil  # a dependency of distributed (the dev extra includes the cluster one)
 import pytest
 
-pytest.importorskip("distributed")
-import psutil  # noqa: E402  (a dependency of distributed)
-
-from course_lib.core import claims  # noqa: E402
-from course_lib.tools import cluster  # noqa: E402
-from course_lib.tools.seeds import combine_seeds  # noqa: E402
+from course_lib.core import claims
+from course_lib.tools import cluster
+from course_lib.tools.seeds import combine_seeds
 
 ROOT = Path(__file__).resolve().parents[2]
 PARAMS = 'profile = "auto"\nseed = 0\nresults_dir = "results"\ninteractive = True\nmarker = ""\n'
@@ -123,7 +122,7 @@ def test_runs_come_back_from_the_workers_with_their_notebooks_results_and_figure
 
 
 def test_a_worker_killed_mid_run_is_reported_and_the_other_results_are_kept(run):
-    returncode, log, out, summary = run
+    returncode, log, _, summary = run
     status = {(n["notebook"], n["seed"]): n for n in summary["notebooks"]}
     assert status[("02_sleeper", 0)]["status"] == "lost", log
     assert "was lost while running it" in status[("02_sleeper", 0)]["error"]
@@ -131,6 +130,10 @@ def test_a_worker_killed_mid_run_is_reported_and_the_other_results_are_kept(run)
     assert "02_sleeper (seed 0)" in log and returncode == 1
     left = [p.pid for p in psutil.process_iter(["cmdline"]) if "02_sleeper.ipynb" in " ".join(p.info["cmdline"] or [])]
     assert not left, f"processes left behind: {left}"
+    tmp = Path(tempfile.gettempdir())
+    left = [*tmp.glob("nightly-*/notebooks/02_sleeper.ipynb"),
+            *tmp.glob("dask-scratch-space/*/nightly-*/notebooks/02_sleeper.ipynb")]
+    assert not left, f"the lost run's scratch folder was left: {left}"
 
 
 def test_a_local_cluster_gives_each_gpu_its_own_worker_seeing_only_that_gpu(monkeypatch):
@@ -185,3 +188,10 @@ def test_seeds_need_a_scheduler_and_bad_seeds_are_refused(tmp_path, capsys):
             cli.main(["--notebooks", str(ROOT / "notebooks"), "--out", str(tmp_path / "out"), *args])
         assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_nightly_imports_no_dask_unless_asked_for_a_scheduler():
+    code = "import sys, course_lib.tools.nightly; print(sorted({'dask', 'distributed'} & set(sys.modules)))"
+    r = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=ROOT, timeout=60,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.stdout.strip() == "[]", r.stderr
