@@ -3,6 +3,7 @@
     python -m course_lib.tools.nightly --profile quick            # or: make nightly PROFILE=quick
     python -m course_lib.tools.nightly --profile full --jobs 4    # 4 GPUs: one notebook per GPU
     python -m course_lib.tools.nightly --profile smoke --update-baselines
+    python -m course_lib.tools.nightly --profile full --scheduler tcp://HOST:8786 --seeds 0,1,2  # Dask
 
 Each notebook runs in its own process (papermill, injected ``profile``, ``seed``,
 ``results_dir``, ``interactive=False``) with a per-cell timeout and a per-notebook time limit; a
@@ -28,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..core.claims import count_verdicts, counts_line, load_claims
+from .seeds import combine_seeds, parse_seeds
 
 ROOT = Path(__file__).resolve().parents[2]
 TIME_LIKE = ("seconds", "_s")
@@ -114,6 +116,20 @@ def run_all(notebooks: list[Path], out_dir: Path, profile: str, seed: int, cell_
 
     with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
         return list(pool.map(task, notebooks))
+
+
+def run_cluster(scheduler: str, notebooks: list[Path], out_dir: Path, seeds: list[int], jobs: int = 1,
+                **run_kwargs) -> list[dict]:
+    """Run notebooks x seeds on Dask (``cluster.run_nightly``). Dask is imported only here: it
+    is the optional ``cluster`` extra, and a plain local run needs none of it."""
+    try:
+        from . import cluster
+    except ImportError as exc:
+        if exc.name not in ("dask", "distributed"):
+            raise
+        raise SystemExit("--scheduler runs notebooks on Dask, which is not installed: "
+                         "pip install -e .[cluster]") from exc
+    return cluster.run_nightly(scheduler, notebooks, out_dir, seeds, run_one, jobs, **run_kwargs)
 
 
 # ----------------------------------------------------------------------------- baselines
@@ -361,6 +377,11 @@ def main(argv=None) -> int:
     p.add_argument("--notebook-timeout", type=int, default=1800, help="seconds one notebook may run")
     p.add_argument("--jobs", type=int, default=1, help="notebooks at a time, one GPU each")
     p.add_argument("--kernel", default="python3")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS|local",
+                   help="run on a Dask cluster: its scheduler (tcp://HOST:8786), or 'local' for one on this "
+                        "machine (one worker per GPU, else --jobs CPU workers); needs pip install -e .[cluster]")
+    p.add_argument("--seeds", type=parse_seeds, default=None, metavar="0,1,2",
+                   help="run every notebook once per seed (with --scheduler); the ledger combines the seeds")
     p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="extra parameter injected into every notebook (VALUE parsed as JSON, else a string)")
     a = p.parse_args(argv)
@@ -371,18 +392,33 @@ def main(argv=None) -> int:
     if not notebooks:
         print(f"no notebooks found in {a.notebooks}", file=sys.stderr)
         return 2
+    seeds = a.seeds or [a.seed]
+    if a.seeds and not a.scheduler:
+        p.error("--seeds runs notebooks x seeds as Dask tasks: add --scheduler local (or a scheduler's address)")
+    if len(seeds) > 1 and a.update_baselines:
+        p.error("a baseline holds one run per notebook: update it from a single seed (--seed N)")
     out = a.out or ROOT / "reports" / f"nightly-{a.profile}-{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)
-    print(f"nightly: {len(notebooks)} notebooks, profile {a.profile}, seed {a.seed}, {a.jobs} at a time -> {out}")
     extra = {name: parse_value(value) for name, value in a.param}
-    records = run_all(notebooks, out, a.profile, a.seed, a.cell_timeout, a.notebook_timeout, a.jobs, a.kernel, extra)
+    if a.scheduler:
+        print(f"nightly: {len(notebooks)} notebooks x seeds {seeds}, profile {a.profile}, on Dask -> {out}")
+        records = run_cluster(a.scheduler, notebooks, out, seeds, a.jobs, profile=a.profile,
+                              cell_timeout=a.cell_timeout, limit=a.notebook_timeout, kernel=a.kernel, extra=extra)
+    else:
+        print(f"nightly: {len(notebooks)} notebooks, profile {a.profile}, seed {a.seed}, {a.jobs} at a time -> {out}")
+        records = run_all(notebooks, out, a.profile, a.seed, a.cell_timeout, a.notebook_timeout, a.jobs, a.kernel, extra)
 
     base_file = a.baselines / f"{a.profile}.json"
     baseline = json.loads(base_file.read_text()) if base_file.exists() else {"notebooks": {}}
     rows, ledger = compare_metrics(records, baseline), claims_ledger(records, baseline)
-    md, html_path = write_report(out, records, rows, ledger, environment(a.profile, a.seed))
+    if len(seeds) > 1:  # each notebook once per seed: say which seed each row is, pool the seeds' verdicts
+        rows = [{**row, "seed": r["seed"]} for r in records for row in compare_metrics([r], baseline)]
+        ledger = combine_seeds({s: [r for r in records if r["seed"] == s] for s in seeds}, baseline)
+    md, html_path = write_report(out, records, rows, ledger,
+                                 environment(a.profile, ",".join(map(str, seeds)) if a.scheduler else a.seed))
     for r in records:
-        print(f"  {r['notebook']:40s} {r['status']:7s} {r['duration_s']:6.0f} s  {r['error'] or ''}")
+        name = f"{r['notebook']} (seed {r['seed']})" if "seed" in r else r["notebook"]
+        print(f"  {name:40s} {r['status']:7s} {r['duration_s']:6.0f} s  {r['error'] or ''}")
     for r in rows:
         if r["status"] in ("regression", "missing"):
             print(f"  {r['status'].upper()}: {r['notebook']}.{r['metric']} = {fmt(r['value'])} "
