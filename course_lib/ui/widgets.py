@@ -18,7 +18,7 @@ import ipywidgets as W
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .plots import figure_png, plot_history, plot_steps
+from .plots import course_look, figure_png, plot_history, plot_steps
 
 
 def validate(spec: dict, values: dict) -> tuple[dict, list[str]]:
@@ -79,6 +79,7 @@ def history_png(history: dict, title: str = "") -> bytes:
     per epoch, train and validation (from the first finished epoch on)."""
     fig = Figure(figsize=(12, 3.4))
     axes = fig.subplots(1, 3)
+    course_look(fig)
     plot_steps(history, "loss", ax=axes[0])
     axes[0].set(ylabel="training loss", title="training loss per step")
     if history["epoch"]["epoch"]:
