@@ -38,7 +38,7 @@ def test_notebook_contract(path):
     assigned = set(re.findall(r"^(\w+)\s*=", tagged[0].source, flags=re.M))
     assert set(REQUIRED_PARAMS) <= assigned
     # papermill's parameter inspection skips a line whose comment holds "="
-    assert not [l for l in tagged[0].source.splitlines() if "#" in l and "=" in l.split("#", 1)[1]]
+    assert not [line for line in tagged[0].source.splitlines() if "#" in line and "=" in line.split("#", 1)[1]]
     first = nb.cells[0]
     assert first.cell_type == "markdown" and first.source.startswith("# ")
     ids = set(re.findall(r"\b([A-Z]+-\d+)\b", first.source)) - {"CIFAR-10"}

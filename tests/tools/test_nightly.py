@@ -108,8 +108,10 @@ def test_update_baselines_accepts_new_values_and_shows_the_diff(tmp_path):
 def test_lower_is_better_and_time_tolerance():
     base = {"notebooks": {"n": {"metrics": {"train_seconds": {"value": 10.0, "higher_is_better": False,
                                                               "tolerance": nightly.default_tolerance("train_seconds", 10.0)}}}}}
-    rec = lambda v: [{"notebook": "n", "status": "ok", "results": {"metrics": {
-        "train_seconds": {"value": v, "higher_is_better": False}}}}]
+
+    def rec(v):
+        return [{"notebook": "n", "status": "ok", "results": {"metrics": {
+            "train_seconds": {"value": v, "higher_is_better": False}}}}]
     assert nightly.compare_metrics(rec(14.0), base)[0]["status"] == "ok"
     assert nightly.compare_metrics(rec(16.0), base)[0]["status"] == "regression"
     assert nightly.compare_metrics(rec(4.0), base)[0]["status"] == "improved"
@@ -137,7 +139,8 @@ def test_a_real_notebook_failing_on_its_headless_path_fails_the_run(tmp_path):
 
 
 def test_a_claim_judged_twice_in_one_notebook_keeps_two_baseline_verdicts():
-    v = lambda verdict: {"claim": "LR-6", "verdict": verdict, "summary": ""}
+    def v(verdict):
+        return {"claim": "LR-6", "verdict": verdict, "summary": ""}
     records = [{"notebook": "01", "status": "ok", "results": {"metrics": {}, "verdicts": [v("supported"), v("not supported")]}}]
     base = nightly.baseline_from_records(records)
     assert base["notebooks"]["01"]["verdicts"] == {"LR-6": "supported", "LR-6#2": "not supported"}

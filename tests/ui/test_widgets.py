@@ -91,7 +91,9 @@ def test_panel_shows_a_cached_result_at_once_unless_a_fresh_run_is_asked(tmp_pat
     def counting(params, report, should_stop):
         calls.append(params)
         return {"stopped": None, "step": {"loss": [params["lr"], 0.5]}, "epoch": {"epoch": []}}
-    render = lambda h, t: b"png" + repr(h["step"]["loss"]).encode()
+
+    def render(h, t):
+        return b"png" + repr(h["step"]["loss"]).encode()
     scope = {"notebook": "test", "profile": "smoke", "version": "v1", "seed": 0}
     panel = control_panel(SPEC, counting, render=render, cache=scope)
     assert panel.fresh.layout.display != "none"
