@@ -11,11 +11,12 @@ PORT     ?= 8888
 ROOT_OK  := $(if $(filter 0,$(shell id -u)),--allow-root,)
 LAB_ARGS ?=
 
-.PHONY: help venv data lab test browser-deps nightly bench clean
+.PHONY: help venv data lab test lint browser-deps nightly bench clean
 
 help:
 	@echo "make lab      set up, then open the course in JupyterLab (PORT=8888, LAB_ARGS=extra jupyter options)"
 	@echo "make test     set up, then run the whole test suite (notebooks in the smoke profile)"
+	@echo "make lint     ruff on the code and notebooks; notebooks must be committed without outputs"
 	@echo "make browser-deps   install Debian's chromium for the browser test, if missing (needs root)"
 	@echo "make data     prepare data/cifar10.npz (offline copy in $(SHARED) if present, else download)"
 	@echo "make nightly PROFILE=quick   run every notebook headless and write a report"
@@ -40,6 +41,12 @@ lab: venv data
 
 test: venv data browser-deps
 	COURSE_PROFILE=smoke $(PY) -m pytest
+
+# Rules in pyproject.toml ([tool.ruff]); the same checks run from .pre-commit-config.yaml.
+lint: venv
+	$(VENV)/bin/ruff check course_lib tests data_scripts conftest.py notebooks
+	@$(VENV)/bin/nbstripout --verify --keep-id notebooks/*.ipynb || { echo "Notebooks must be committed" \
+	  "without outputs: $(VENV)/bin/nbstripout --keep-id notebooks/*.ipynb"; exit 1; }
 
 # tests/test_browser.py drives JupyterLab in Debian's chromium (Playwright cannot download its
 # own browser offline). Installed only when missing; COURSE_CHROMIUM may name another binary.

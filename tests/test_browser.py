@@ -210,13 +210,13 @@ def test_notebook_00_and_its_widget_panel_in_jupyterlab(lab, browser_page):
     shot(panel, "05_after_changing_epochs")
 
     set_value(panel, "epochs", 1)  # the first settings again: the stored curves, at once
-    cached = press_run_and_wait(panel, status, "cached", timeout_s=10)
+    cached = press_run_and_wait(panel, status, "cached")
     assert "fresh run" in cached and image.evaluate(IMAGE_HASH_JS) == plot_1
     assert len(list(lab["cache"].glob("*.json"))) == 2
     shot(panel, "06_cached_result")
 
     set_value(panel, "batch size", 0)  # refused with the allowed range; the panel stays usable
-    refused = press_run_and_wait(panel, status, "out of range", timeout_s=10)
+    refused = press_run_and_wait(panel, status, "out of range")
     assert "batch size: 0 is out of range; allowed 16 to 2048" in refused
     shot(panel, "07_bad_value_refused")
 

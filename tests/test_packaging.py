@@ -34,16 +34,16 @@ def test_environment_yml_lists_the_same_dependencies_as_pyproject():
 
 
 def test_constraints_pin_a_matching_torch_pair_and_an_nbval_compatible_pytest():
-    pins = dict(l.split("==") for l in (ROOT / "constraints.txt").read_text().splitlines()
-                if "==" in l and not l.startswith("#"))
+    pins = dict(line.split("==") for line in (ROOT / "constraints.txt").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
     assert pins["torch"] == "2.14.1" and pins["torchvision"] == "0.29.1"
     assert pins["nbval"].startswith("0.11") and int(pins["pytest"].split(".")[0]) < 9
 
 
-def test_ci_runs_the_readme_test_command_and_nothing_else():
-    lines = [l for l in (ROOT / ".ci" / "run").read_text().splitlines()
-             if l.strip() and not l.startswith(("#", "set ", "cd "))]
-    assert lines == ["make test"]
+def test_ci_runs_the_lint_and_the_readme_test_command_and_nothing_else():
+    lines = [line for line in (ROOT / ".ci" / "run").read_text().splitlines()
+             if line.strip() and not line.startswith(("#", "set ", "cd "))]
+    assert lines == ["make lint", "make test"]
     assert "make test" in (ROOT / "README.md").read_text() and "make lab" in (ROOT / "README.md").read_text()
 
 

@@ -12,10 +12,7 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
-from .datasets import default_cache_path, load_cache_file
-
-PREPARE_HINT = ("make data   (or: python data_scripts/prepare_cifar10.py --source "
-                "../shared/data/cifar10-jpg.tar.gz, or --source download with internet)")
+from .datasets import PREPARE_HINT, default_cache_path, load_cache_file
 
 
 def load_cifar10(device="cpu", cache_path: str | Path | None = None, val_size: int = 5000,

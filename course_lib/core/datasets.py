@@ -15,6 +15,7 @@ import os
 import tarfile
 import time
 import zipfile
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -25,6 +26,12 @@ CACHE_VERSION = 1
 SPLITS = ("train", "test")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm")
 CACHE_KEYS = ("train_x", "train_y", "test_x", "test_y", "classes", "provenance")
+PREPARE_HINT = ("make data   (or: python data_scripts/prepare_cifar10.py --source "
+                "../shared/data/cifar10-jpg.tar.gz, or --source download with internet)")
+
+
+class DamagedCacheError(ValueError):
+    """The cache file exists but cannot be read as a course cache (truncated, overwritten, other format)."""
 
 
 def default_cache_path() -> Path:
@@ -157,15 +164,32 @@ def content_sha256(arrays: dict) -> str:
 
 
 def load_cache_file(path: Path) -> dict:
-    """Read a cache file written by :func:`build_cache`; provenance comes back as a dict."""
-    with np.load(path, allow_pickle=False) as z:
-        missing = [k for k in CACHE_KEYS if k not in z.files]
-        if missing:
-            raise ValueError(f"{path} is not a course cache (missing {missing})")
-        out = {k: z[k] for k in CACHE_KEYS}
-    out["classes"] = [str(c) for c in out["classes"]]
-    out["provenance"] = json.loads(str(out["provenance"]))
+    """Read a cache file written by :func:`build_cache`; provenance comes back as a dict.
+
+    A file that cannot be read (an interrupted copy, a truncated download, another format)
+    raises :class:`DamagedCacheError` naming the command that rebuilds it, instead of numpy's
+    or zipfile's low-level error.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in CACHE_KEYS if k not in z.files]
+            if missing:
+                raise DamagedCacheError(damaged_message(path, f"not a course cache: missing {missing}"))
+            out = {k: z[k] for k in CACHE_KEYS}
+        out["classes"] = [str(c) for c in out["classes"]]
+        out["provenance"] = json.loads(str(out["provenance"]))
+    except (DamagedCacheError, FileNotFoundError):
+        raise
+    except (zipfile.BadZipFile, EOFError, ValueError, KeyError, OSError, zlib.error) as exc:
+        raise DamagedCacheError(damaged_message(path, f"{type(exc).__name__}: {exc}")) from exc
     return out
+
+
+def damaged_message(path: Path, why: str) -> str:
+    """What went wrong with the cache at ``path`` and the command that rebuilds it."""
+    return (f"the CIFAR-10 cache {path} is damaged ({why}); it was probably truncated or "
+            f"overwritten. Rebuild it with: {PREPARE_HINT}  (a damaged cache is replaced; "
+            f"--force rebuilds a valid one)")
 
 
 def cache_is_valid(path: Path) -> bool:

@@ -75,13 +75,32 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def parse_seed(seed) -> int:
+    """``seed`` as a Python int in NumPy's range 0 .. 2**32 - 1, or a ValueError saying what to pass.
+
+    Accepts an integer given as text ("1"), which papermill's ``-r seed 1`` and hand-edited
+    parameters produce; refuses fractions, booleans and other text instead of failing inside NumPy.
+    """
+    value = seed.strip() if isinstance(seed, str) else seed
+    if isinstance(value, str) and value.lstrip("+-").isdigit():
+        value = int(value)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"seed must be a whole number such as 0 or 1, got {seed!r} "
+                         f"({type(seed).__name__})")
+    if not 0 <= value < 2**32:
+        raise ValueError(f"seed must be between 0 and 2**32 - 1 (NumPy's range), got {seed!r}")
+    return int(value)
+
+
 def setup(profile: str = "auto", seed: int = 0, notebook: str = "notebook", load_data: bool = True,
           train_size: int | None = None, val_size: int | None = None, test_size: int | None = None,
           device: str | None = None) -> Context:
     """Resolve profile and device, seed everything, load CIFAR-10 onto the device, print one line.
 
-    Sizes default to the profile's (``DATA_SIZES``); pass them to override.
+    Sizes default to the profile's (``DATA_SIZES``); pass them to override. ``seed`` may be
+    an integer given as text (see :func:`parse_seed`).
     """
+    seed = parse_seed(seed)
     dev = torch.device(device) if device else default_device()
     profile = resolve_profile(profile, dev)
     seed_everything(seed)

@@ -25,14 +25,19 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ..core.claims import count_verdicts, counts_line, load_claims
+import jinja2
+
+from ..core.claims import VERDICTS, count_verdicts, counts_line, load_claims
 from .seeds import combine_seeds, parse_seeds
 
 ROOT = Path(__file__).resolve().parents[2]
 TIME_LIKE = ("seconds", "_s")
+TEMPLATE_DIR = Path(__file__).parent / "templates"
 
 
 # ----------------------------------------------------------------------------- running notebooks
@@ -93,7 +98,7 @@ def child_main(nb: str, executed: str, params: str, cell_timeout: str, position:
                                           "leave": True, "file": sys.stderr})
     except Exception as exc:  # report and fail: the parent records it, others still run
         msg = str(exc).strip().splitlines()
-        print(f"{type(exc).__name__}: {' | '.join(l for l in msg if l.strip())[-400:]}")
+        print(f"{type(exc).__name__}: {' | '.join(line for line in msg if line.strip())[-400:]}")
         return 1
     return 0
 
@@ -261,6 +266,7 @@ def environment(profile: str, seed: int) -> dict:
 
 
 def fmt(v) -> str:
+    """A report cell: a dash for no value, four significant digits for a float, else the text."""
     if v is None:
         return "–"
     if isinstance(v, float):
@@ -268,68 +274,84 @@ def fmt(v) -> str:
     return str(v)
 
 
+def md_cell(v) -> str:
+    """``fmt(v)`` made safe inside a Markdown table cell: ``|`` escaped, line breaks as ``<br>``,
+    ``<``/``>``/``&`` as entities (an error text may hold any of them)."""
+    return "<br>".join(html.escape(fmt(v), quote=False).replace("|", "\\|").splitlines())
+
+
+def data_uri(path: Path) -> str:
+    """A PNG as a ``data:`` URI, so report.html is one self-contained file."""
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
+
+
+def link(path, out_dir: Path) -> str:
+    """A relative, URL-quoted link from the report folder to ``path``."""
+    return urllib.parse.quote(Path(os.path.relpath(Path(path).resolve(), Path(out_dir).resolve())).as_posix())
+
+
+KIND_ORDER = ("experiment", "demonstration")
+
+
+def verdict_groups(ledger: list[dict]) -> list[dict]:
+    """Verdict counts for the summary: one group for the whole ledger, or, when ledger rows carry a
+    ``kind`` ("experiment" / "demonstration"), one group per kind, experiments first, because a
+    demonstration's verdict is not evidence about the rule of thumb the way an experiment's is."""
+    def counted(rows):
+        c = Counter(r["verdict"] for r in rows)
+        return sorted(c.items(), key=lambda kv: (VERDICTS.index(kv[0]) if kv[0] in VERDICTS else len(VERDICTS), kv[0]))
+    if not any(r.get("kind") for r in ledger):
+        return [{"kind": None, "label": "Verdicts", "counts": counted(ledger)}]
+    kinds = sorted({r.get("kind") or "" for r in ledger},
+                   key=lambda k: (KIND_ORDER.index(k) if k in KIND_ORDER else len(KIND_ORDER), k))
+    return [{"kind": k or None, "label": f"Verdicts of {k}s" if k else "Verdicts without a kind",
+             "counts": counted([r for r in ledger if (r.get("kind") or "") == k])} for k in kinds]
+
+
+def report_context(out_dir: Path, records: list[dict], rows: list[dict], ledger: list[dict], env: dict) -> dict:
+    """Everything the report templates show, as plain values: summary counts first, then the
+    notebooks (each linked to its executed copy), the claims ledger, the metrics and figures."""
+    failed = [r["notebook"] for r in records if r["status"] != "ok"]
+    status = Counter(r["status"] for r in rows)
+    counts = {"ok": len(records) - len(failed), "failed": len(failed), "regression": status["regression"],
+              "missing": status["missing"], "improved": status["improved"],
+              "changed": sum(bool(r["changed"]) for r in ledger)}
+    headline = (f"{counts['ok']}/{len(records)} notebooks ran, {counts['regression']} regression(s), "
+                f"{counts['changed']} verdict change(s)")
+    notebooks = [{"notebook": r["notebook"] + (f" (seed {r['seed']})" if "seed" in r else ""), "status": r["status"],
+                  "duration": f"{r.get('duration_s') or 0:.0f}", "error": r.get("error") or "",
+                  "link": link(r["executed"], out_dir) if r.get("executed") else ""}  # a lost run has no copy
+                 for r in records]
+    figures = [{"notebook": r["notebook"], "name": Path(f).stem, "path": Path(f), "link": link(f, out_dir)}
+               for r in records for f in ((r.get("results") or {}).get("figures") or []) if Path(f).exists()]
+    return {"env": env, "headline": headline, "counts": counts, "failed": failed,
+            "verdict_groups": verdict_groups(ledger), "notebooks": notebooks, "has_kind": any("kind" in r for r in ledger),
+            "ledger": [{"kind": None, **r} for r in ledger], "metrics": rows, "figures": figures}
+
+
+def templates(kind: str) -> jinja2.Environment:
+    """The Jinja2 environment for ``kind`` "md" or "html". Both format every value with ``fmt``;
+    HTML autoescapes, Markdown passes every value through ``md_cell``."""
+    common = {"loader": jinja2.FileSystemLoader(TEMPLATE_DIR), "trim_blocks": True, "lstrip_blocks": True,
+              "keep_trailing_newline": True, "undefined": jinja2.StrictUndefined}
+    if kind == "md":
+        return jinja2.Environment(autoescape=False, finalize=md_cell, **common)
+    env = jinja2.Environment(autoescape=True, finalize=fmt, **common)
+    env.filters["data_uri"] = data_uri
+    env.filters["css"] = lambda name: str(name).replace(" ", "-")
+    return env
+
+
 def write_report(out_dir: Path, records: list[dict], rows: list[dict], ledger: list[dict], env: dict) -> tuple[Path, Path]:
     """Write report.md and report.html (figures embedded in the HTML) and summary.json."""
-    failed = [r for r in records if r["status"] != "ok"]
-    regressions = [r for r in rows if r["status"] == "regression"]
-    changed = [r for r in ledger if r["changed"]]
-    headline = (f"{len(records) - len(failed)}/{len(records)} notebooks ran, {len(regressions)} regression(s), "
-                f"{len(changed)} verdict change(s)")
-    env_line = ", ".join(f"{k}: {v}" for k, v in env.items())
-
-    md = [f"# Nightly report ({env['profile']})", "", f"**{headline}**", "", f"Environment: {env_line}", "",
-          "## Notebooks", "", "| notebook | status | duration (s) | error |", "| --- | --- | --- | --- |"]
-    md += [f"| {r['notebook']} | {r['status']} | {r['duration_s']:.0f} | {r['error'] or ''} |" for r in records]
-    md += ["", "## Metrics against baseline", "",
-           "| notebook | metric | value | baseline | tolerance | status |", "| --- | --- | --- | --- | --- | --- |"]
-    md += [f"| {r['notebook']} | {r['metric']} | {fmt(r['value'])} | {fmt(r['baseline'])} | "
-           f"{fmt(r['tolerance'])} | {r['status']} |" for r in rows]
-    md += ["", "## Claims ledger", "",
-           "| claim | rule of thumb | source | notebook | verdict | evidence | baseline verdict |",
-           "| --- | --- | --- | --- | --- | --- | --- |"]
-    md += [f"| {r['claim']} | {r['text']} | {r['source']} | {r['notebook']} | **{r['verdict']}** | "
-           f"{r['summary']} | {fmt(r['baseline_verdict'])}{' (changed)' if r['changed'] else ''} |" for r in ledger]
-    figs = [(r["notebook"], Path(f)) for r in records for f in ((r.get("results") or {}).get("figures") or [])]
-    if figs:
-        md += ["", "## Key figures", ""] + [f"![{nb}: {p.name}]({os.path.relpath(p, out_dir)})" for nb, p in figs if p.exists()]
-    md_path = out_dir / "report.md"
-    md_path.write_text("\n".join(md) + "\n")
-
-    e = html.escape
-    colour = {"ok": "#1a7f37", "failed": "#cf222e", "regression": "#cf222e", "improved": "#0969da",
-              "supported": "#1a7f37", "not supported": "#cf222e", "inconclusive": "#9a6700"}
-
-    def cell(v, key=None):
-        c = colour.get(v) if key else None
-        return f"<td style='color:{c}'><b>{e(fmt(v))}</b></td>" if c else f"<td>{e(fmt(v))}</td>"
-
-    h = [f"<!doctype html><meta charset='utf-8'><title>Nightly report ({e(env['profile'])})</title>",
-         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
-         "td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px;vertical-align:top}img{max-width:700px}</style>",
-         f"<h1>Nightly report ({e(env['profile'])})</h1><p><b>{e(headline)}</b></p><p>{e(env_line)}</p>",
-         "<h2>Notebooks</h2><table><tr><th>notebook</th><th>status</th><th>duration (s)</th><th>error</th></tr>"]
-    h += [f"<tr><td>{e(r['notebook'])}</td>{cell(r['status'], 1)}<td>{r['duration_s']:.0f}</td>"
-          f"<td>{e(r['error'] or '')}</td></tr>" for r in records]
-    h += ["</table><h2>Metrics against baseline</h2><table><tr><th>notebook</th><th>metric</th><th>value</th>"
-          "<th>baseline</th><th>tolerance</th><th>status</th></tr>"]
-    h += [f"<tr><td>{e(r['notebook'])}</td><td>{e(r['metric'])}</td>{cell(r['value'])}{cell(r['baseline'])}"
-          f"{cell(r['tolerance'])}{cell(r['status'], 1)}</tr>" for r in rows]
-    h += ["</table><h2>Claims ledger</h2><table><tr><th>claim</th><th>rule of thumb</th><th>source</th>"
-          "<th>notebook</th><th>verdict</th><th>evidence</th><th>baseline verdict</th></tr>"]
-    h += [f"<tr><td>{e(r['claim'])}</td><td>{e(r['text'])}</td><td>{e(r['source'])}</td><td>{e(r['notebook'])}</td>"
-          f"{cell(r['verdict'], 1)}<td>{e(r['summary'])}</td>"
-          f"<td>{e(fmt(r['baseline_verdict']))}{' <b>(changed)</b>' if r['changed'] else ''}</td></tr>" for r in ledger]
-    h.append("</table>")
-    if figs:
-        h.append("<h2>Key figures</h2>")
-        for nb, p in figs:
-            if p.exists():
-                b64 = base64.b64encode(p.read_bytes()).decode()
-                h.append(f"<h3>{e(nb)}: {e(p.stem)}</h3><img src='data:image/png;base64,{b64}'>")
-    html_path = out_dir / "report.html"
-    html_path.write_text("\n".join(h))
+    out_dir = Path(out_dir)
+    ctx = report_context(out_dir, records, rows, ledger, env)
+    md_path, html_path = out_dir / "report.md", out_dir / "report.html"
+    md_path.write_text(templates("md").get_template("nightly_report.md.j2").render(ctx))
+    html_path.write_text(templates("html").get_template("nightly_report.html.j2").render(ctx))
     summary = {"environment": env, "notebooks": [{k: v for k, v in r.items() if k != "results"} for r in records],
-               "metrics": rows, "claims": ledger, "headline": headline}
+               "metrics": rows, "claims": ledger, "headline": ctx["headline"], "counts": ctx["counts"],
+               "verdict_groups": ctx["verdict_groups"]}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return md_path, html_path
 
@@ -361,22 +383,36 @@ def parse_value(text: str):
         return text
 
 
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "--child":
-        return child_main(*argv[1:])
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--profile", default="quick", choices=["smoke", "quick", "full"])
-    p.add_argument("--seed", type=int, default=0)
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """``--help`` with each option's default and the module docstring's examples as written."""
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m course_lib.tools.nightly``."""
+    p = argparse.ArgumentParser(prog="python -m course_lib.tools.nightly", description=__doc__,
+                                formatter_class=HelpFormatter)
+    p.add_argument("--profile", default="quick", choices=["smoke", "quick", "full"], help="data and epoch budget")
+    p.add_argument("--seed", type=int, default=0, help="seed injected into every notebook")
     p.add_argument("--notebooks", type=Path, default=ROOT / "notebooks", help="folder of notebooks")
-    p.add_argument("--only", nargs="*", default=None, help="notebook names (stems) to run; default all")
-    p.add_argument("--out", type=Path, default=None, help="report folder (default reports/nightly-<profile>-<time>)")
-    p.add_argument("--baselines", type=Path, default=ROOT / "baselines")
+    p.add_argument("--only", nargs="*", default=[],
+                   help="notebook names or number prefixes to run, e.g. 00 03_dropout_placement; none: all")
+    p.add_argument("--out", default=str(ROOT / "reports" / "nightly-{profile}-{time}"),
+                   help="report folder; {profile} and {time} are filled in")
+    p.add_argument("--baselines", type=Path, default=ROOT / "baselines", help="folder of <profile>.json baselines")
     p.add_argument("--update-baselines", action="store_true", help="accept this run's values as the new baseline")
     p.add_argument("--cell-timeout", type=int, default=900, help="seconds one cell may run")
     p.add_argument("--notebook-timeout", type=int, default=1800, help="seconds one notebook may run")
-    p.add_argument("--jobs", type=int, default=1, help="notebooks at a time, one GPU each")
-    p.add_argument("--kernel", default="python3")
+    p.add_argument("--jobs", type=positive_int, default=1,
+                   help="notebooks at a time, one GPU each (capped at the number of GPUs; 1 without a GPU)")
+    p.add_argument("--kernel", default="python3", help="Jupyter kernel the notebooks run in")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS|local",
                    help="run on a Dask cluster: its scheduler (tcp://HOST:8786), or 'local' for one on this "
                         "machine (one worker per GPU, else --jobs CPU workers); needs pip install -e .[cluster]")
@@ -384,11 +420,52 @@ def main(argv=None) -> int:
                    help="run every notebook once per seed (with --scheduler); the ledger combines the seeds")
     p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="extra parameter injected into every notebook (VALUE parsed as JSON, else a string)")
+    return p
+
+
+def select_notebooks(notebooks: list[Path], only: list[str]) -> tuple[list[Path], list[str]]:
+    """The notebooks named in ``only`` (by stem or two-digit prefix; all when ``only`` is empty),
+    and the names in ``only`` that match none of them."""
+    if not only:
+        return notebooks, []
+    def matches(nb: Path, name: str) -> bool:
+        return name in (nb.stem, nb.stem[:2])
+    unmatched = [name for name in only if not any(matches(nb, name) for nb in notebooks)]
+    return [nb for nb in notebooks if any(matches(nb, name) for name in only)], unmatched
+
+
+def cap_jobs(jobs: int, gpus: int) -> tuple[int, str | None]:
+    """How many notebooks may run at once, and why fewer than asked (None if not capped).
+
+    Each parallel notebook gets one GPU; more jobs than GPUs would run the extra notebooks on
+    the CPU, and parallel notebooks on a CPU-only machine only fight over its cores."""
+    if gpus == 0 and jobs > 1:
+        return 1, (f"--jobs {jobs}: no GPU here, so one notebook at a time "
+                   "(parallel notebooks would share the CPU cores and each run slower)")
+    if gpus and jobs > gpus:
+        return gpus, f"--jobs {jobs}: only {gpus} GPU(s), so {gpus} notebook(s) at a time (one per GPU)"
+    return jobs, None
+
+
+def gpu_count() -> int:
+    """CUDA devices visible to this process (0 without torch's CUDA)."""
+    import torch  # here: --help and argument errors need no torch
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--child":
+        return child_main(*argv[1:])
+    p = build_parser()
     a = p.parse_args(argv)
 
-    notebooks = find_notebooks(a.notebooks)
-    if a.only:
-        notebooks = [nb for nb in notebooks if nb.stem in a.only or nb.stem[:2] in a.only]
+    found = find_notebooks(a.notebooks)
+    notebooks, unmatched = select_notebooks(found, a.only)
+    if unmatched:
+        print(f"--only {' '.join(unmatched)}: no such notebook in {a.notebooks}; the notebooks are:\n  "
+              + ("\n  ".join(nb.stem for nb in found) or "(none)"), file=sys.stderr)
+        return 2
     if not notebooks:
         print(f"no notebooks found in {a.notebooks}", file=sys.stderr)
         return 2
@@ -397,16 +474,19 @@ def main(argv=None) -> int:
         p.error("--seeds runs notebooks x seeds as Dask tasks: add --scheduler local (or a scheduler's address)")
     if len(seeds) > 1 and a.update_baselines:
         p.error("a baseline holds one run per notebook: update it from a single seed (--seed N)")
-    out = a.out or ROOT / "reports" / f"nightly-{a.profile}-{time.strftime('%Y%m%d-%H%M%S')}"
+    jobs, why = cap_jobs(a.jobs, gpu_count())
+    if why:
+        print(f"nightly: {why}", file=sys.stderr)
+    out = Path(a.out.replace("{profile}", a.profile).replace("{time}", time.strftime("%Y%m%d-%H%M%S")))
     out.mkdir(parents=True, exist_ok=True)
     extra = {name: parse_value(value) for name, value in a.param}
     if a.scheduler:
         print(f"nightly: {len(notebooks)} notebooks x seeds {seeds}, profile {a.profile}, on Dask -> {out}")
-        records = run_cluster(a.scheduler, notebooks, out, seeds, a.jobs, profile=a.profile,
+        records = run_cluster(a.scheduler, notebooks, out, seeds, jobs, profile=a.profile,
                               cell_timeout=a.cell_timeout, limit=a.notebook_timeout, kernel=a.kernel, extra=extra)
     else:
-        print(f"nightly: {len(notebooks)} notebooks, profile {a.profile}, seed {a.seed}, {a.jobs} at a time -> {out}")
-        records = run_all(notebooks, out, a.profile, a.seed, a.cell_timeout, a.notebook_timeout, a.jobs, a.kernel, extra)
+        print(f"nightly: {len(notebooks)} notebooks, profile {a.profile}, seed {a.seed}, {jobs} at a time -> {out}")
+        records = run_all(notebooks, out, a.profile, a.seed, a.cell_timeout, a.notebook_timeout, jobs, a.kernel, extra)
 
     base_file = a.baselines / f"{a.profile}.json"
     baseline = json.loads(base_file.read_text()) if base_file.exists() else {"notebooks": {}}

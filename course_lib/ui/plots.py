@@ -1,20 +1,35 @@
 """Figures the notebooks share: training curves, image grids, confusion matrices, LR curves,
-and a live-updating curve callback for ``fit``."""
+and a live-updating curve callback for ``fit``.
+
+Importing this module changes no matplotlib setting. The course's look (``course_look``) is
+applied to each figure these functions make: per figure rather than through ``rcParams``,
+because the widget panels draw from a background thread and ``rc_context`` swaps the
+process-wide settings, which two threads can leave changed.
+"""
 from __future__ import annotations
 
 import io
 
-import matplotlib
-
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+
+COURSE_DPI = 90
+
+
+def course_look(fig):
+    """The course's look on one figure: 90 dpi, no top and right spines. Returns the figure."""
+    fig.set_dpi(COURSE_DPI)
+    for ax in fig.axes:
+        ax.spines[["top", "right"]].set_visible(False)
+    return fig
 
 
 def plot_history(history: dict, axes=None, label: str | None = None, title: str | None = None):
     """Loss and accuracy per epoch (train and validation) from a ``fit`` history. Returns the figure."""
     if axes is None:
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+        course_look(fig)
     fig = axes[0].figure
     e = history["epoch"]
     prefix = f"{label} " if label else ""
@@ -37,6 +52,7 @@ def plot_steps(history: dict, key: str = "loss", ax=None, label: str | None = No
     """A per-step series (loss, lr or grad_norm) from a ``fit`` history."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5))
+        course_look(ax.figure)
     ax.plot(history["step"][key], label=label)
     ax.set(xlabel="step", ylabel=key)
     if logy:
@@ -51,6 +67,7 @@ def image_grid(x: torch.Tensor, labels=None, classes=None, n: int = 32, ncols: i
     x = x[:n].detach().cpu()
     rows = (len(x) + ncols - 1) // ncols
     fig, axes = plt.subplots(rows, ncols, figsize=(ncols * scale, rows * scale * 1.15), squeeze=False)
+    course_look(fig)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < len(x):
@@ -75,6 +92,7 @@ def plot_confusion(cm: np.ndarray, classes, ax=None, title: str = "confusion mat
     """A confusion matrix as a heatmap, normalised per true class, counts printed in the cells."""
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 5.5))
+        course_look(ax.figure)
     frac = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     im = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(classes)), classes, rotation=60, ha="right", fontsize=8)
@@ -93,6 +111,7 @@ def plot_lr_curves(curves: dict, ax=None, logy: bool = False):
     """Several LR schedules (name -> list of LRs per step) on one axis."""
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 3.5))
+        course_look(ax.figure)
     for name, lrs in curves.items():
         ax.plot(lrs, label=name)
     ax.set(xlabel="step", ylabel="learning rate")
@@ -106,6 +125,7 @@ def plot_lr_curves(curves: dict, ax=None, logy: bool = False):
 def pixel_histograms(raw: torch.Tensor, normalized: torch.Tensor, channel_names=("R", "G", "B")):
     """Per-channel pixel histograms before (0-255) and after normalisation (DBG-3)."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+    course_look(fig)
     for c, name in enumerate(channel_names):
         axes[0].hist(raw[:, c].flatten().cpu().float().numpy(), bins=64, alpha=0.5, label=name,
                      color=name.lower() if name in "RGB" else None)
@@ -160,5 +180,3 @@ def live_curves(every: str = "epoch"):
 
     return callback
 
-
-matplotlib.rcParams.update({"figure.dpi": 90, "axes.spines.top": False, "axes.spines.right": False})

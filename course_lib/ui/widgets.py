@@ -18,7 +18,8 @@ import ipywidgets as W
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .plots import figure_png, plot_history, plot_steps
+from . import cache as results_cache
+from .plots import course_look, figure_png, plot_history, plot_steps
 
 
 def validate(spec: dict, values: dict) -> tuple[dict, list[str]]:
@@ -79,6 +80,7 @@ def history_png(history: dict, title: str = "") -> bytes:
     per epoch, train and validation (from the first finished epoch on)."""
     fig = Figure(figsize=(12, 3.4))
     axes = fig.subplots(1, 3)
+    course_look(fig)
     plot_steps(history, "loss", ax=axes[0])
     axes[0].set(ylabel="training loss", title="training loss per step")
     if history["epoch"]["epoch"]:
@@ -110,8 +112,174 @@ def progress_note(history) -> str:
     return f"step {steps}, curves for {epochs} epoch{'s' * (epochs != 1)}" if steps else ""
 
 
+# ----------------------------------------------------------------------------- status lines
+BUSY_NOTICE = "<br><span style='color:#9a6700'>A run is already going: press Stop first, then Run.</span>"
+
+
+def running_text(params: dict, seconds: float, history, notice: str = "") -> str:
+    return f"running with {describe(params)} ... {seconds:.0f} s {progress_note(history)}{notice}"
+
+
+def stopped_text(how: str, params: dict, seconds: float, history) -> str:
+    return (f"<b>stopped ({how})</b> after {seconds:.0f} s, {progress_note(history)}; "
+            f"the curves so far are kept. ({describe(params)})")
+
+
+def finished_text(params: dict, seconds: float, cache_note: str) -> str:
+    return f"<b>finished</b> in {seconds:.0f} s with {describe(params)}.{cache_note}"
+
+
+def cached_text(params: dict, saved: str) -> str:
+    return (f"<b>cached</b>: the stored result of a finished run with {describe(params)} "
+            f"(saved {saved}, same code and profile). Tick <i>fresh run</i> to train again.")
+
+
+def invalid_text(errors: list[str]) -> str:
+    return ("<span style='color:#cf222e'>" + "<br>".join(errors)
+            + "</span><br>Nothing was run; correct the value and press Run again.")
+
+
+def error_text(exc: Exception) -> str:
+    return (f"<span style='color:#cf222e'><b>{type(exc).__name__}:</b> {exc}</span>"
+            f"<pre style='font-size:10px'>{traceback.format_exc(limit=3)}</pre>")
+
+
+def stopped_how(history) -> str | None:
+    """Why a run ended early (``history["stopped"]``), or None if it finished."""
+    return history.get("stopped") if isinstance(history, dict) else None
+
+
+# ----------------------------------------------------------------------------- the panel
+class ControlPanel(W.VBox):
+    """A panel with one input per ``spec`` entry, Run and Stop buttons, a status line and a
+    live image of the curves (see :func:`control_panel`).
+
+    Widgets: ``inputs`` (name -> widget), ``run_button``, ``stop_button``, ``fresh``, ``status``,
+    ``image``. State: ``result`` (the last run's history) and ``thread`` (the running or last
+    run). One run at a time: ``on_run`` starts it in ``thread``, ``work`` runs it there.
+    """
+
+    def __init__(self, spec: dict, run, title: str = "Experiment", render=None,
+                 cache: dict | None = None, refresh_s: float = 0.5):
+        self.spec, self.run, self.title, self.render = spec, run, title, render or history_png
+        self.cache, self.refresh_s = cache, refresh_s
+        self.inputs = {name: make_input(name, s) for name, s in spec.items()}
+        self.run_button = W.Button(description="Run", button_style="success", icon="play")
+        self.stop_button = W.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
+        self.fresh = W.Checkbox(value=False, description="fresh run (ignore the cache)", indent=False,
+                                layout=W.Layout(display="" if cache is not None else "none"))
+        self.status = W.HTML(value="<i>Set the parameters and press Run.</i>")
+        # hidden until the first picture: an empty image shows as a broken-image icon in the browser
+        self.image = W.Image(format="png", layout=W.Layout(max_width="900px", display="none"))
+        self.result, self.thread = None, None
+        self.stop_event = threading.Event()
+        self.notice = ""  # a refusal shown while a run goes on, kept past the progress redraws
+        rows = [input_row(name, spec[name], w) for name, w in self.inputs.items()]
+        super().__init__([W.HTML(f"<h4>{title}</h4>"), W.VBox(rows),
+                          W.HBox([self.run_button, self.stop_button, self.fresh]), self.status, self.image])
+        self.run_button.on_click(self.on_run)
+        self.stop_button.on_click(self.on_stop)
+
+    # --- the buttons (in the notebook's thread)
+    def on_run(self, _=None):
+        """Refuse a second run or bad values; show a cached result; else start a run in a thread."""
+        if self.thread is not None and self.thread.is_alive():
+            self.notice = BUSY_NOTICE
+            self.status.value = self.status.value.split("<br>")[0] + self.notice
+            return
+        params, errors = validate(self.spec, {k: w.value for k, w in self.inputs.items()})
+        if errors:
+            self.status.value = invalid_text(errors)
+            return
+        key = self.cache_key(params)
+        if key is not None and not self.fresh.value and self.show_cached(key, params):
+            return
+        self.stop_event.clear()
+        self.notice = ""
+        self.stop_button.disabled = False
+        self.status.value = f"running with {describe(params)} ..."
+        self.thread = threading.Thread(target=self.work, args=(params, key), daemon=True)
+        self.thread.start()
+
+    def on_stop(self, _=None):
+        """Ask the run to stop at its next step (``should_stop`` turns True)."""
+        self.stop_event.set()
+        self.status.value = "stopping at the next step ..."
+
+    # --- the results cache
+    def cache_key(self, params: dict) -> str | None:
+        """The cache key of a run with ``params`` (None without a cache scope). The run's source
+        and the notebook values it reads are taken now: they may have changed since."""
+        if self.cache is None:
+            return None
+        return results_cache.make_key({**self.cache, "run": results_cache.function_source(self.run)}, params)
+
+    def show_cached(self, key: str, params: dict) -> bool:
+        """Show the stored result for ``key`` at once; False if there is none."""
+        entry = results_cache.load(key)
+        if entry is None:
+            return False
+        self.result = entry["result"]
+        self.show(self.result)
+        self.status.value = cached_text(params, entry["saved"])
+        return True
+
+    def store(self, key: str | None, history, params: dict) -> str:
+        """Store a finished run in the cache; returns a note for the status line."""
+        if key is None or not results_cache.is_complete(history):
+            return ""
+        try:
+            results_cache.store(key, history, params=params, scope=self.cache)
+            return " Saved to the results cache."
+        except (OSError, TypeError) as exc:
+            return f" Not cached: {exc}."
+
+    # --- the run (in the background thread)
+    def show(self, history):
+        """Draw ``history`` into the image (and reveal it)."""
+        self.image.value = self.render(history, self.title)
+        self.image.layout.display = ""
+
+    def work(self, params: dict, key: str | None):
+        """Run the experiment, streaming progress; then say how it ended. Errors go to the status."""
+        t0, last_draw = time.monotonic(), -math.inf
+
+        def report(history, force=False):
+            nonlocal last_draw
+            now = time.monotonic()
+            if force or now - last_draw >= self.refresh_s:  # drawing costs training time
+                last_draw = now
+                self.show(history)
+                if not self.stop_event.is_set():
+                    self.status.value = running_text(params, now - t0, history, self.notice)
+
+        try:
+            history = self.run(params, report, self.stop_event.is_set)
+            self.result = history
+            if history is not None:
+                report(history, force=True)
+            seconds = time.monotonic() - t0
+            how = stopped_how(history)
+            self.status.value = (stopped_text(how, params, seconds, history) if how else
+                                 finished_text(params, seconds, self.store(key, history, params)))
+        except Exception as exc:  # shown in the panel: the panel is interactive-only
+            self.fail(exc)
+        finally:
+            self.run_button.disabled, self.stop_button.disabled = False, True
+
+    def fail(self, exc: Exception):
+        """Show the error, and the curves up to it when the error carries them (e.g. a NaN loss)."""
+        self.result = getattr(exc, "history", None)
+        self.status.value = error_text(exc)
+        if self.result is not None:
+            try:
+                self.show(self.result)
+            except Exception:  # the message above matters more than the picture
+                pass
+
+
 def control_panel(spec: dict, run, title: str = "Experiment", render=history_png,
-                  cache: dict | None = None, refresh_s: float = 0.5) -> W.VBox:
+                  cache: dict | None = None, refresh_s: float = 0.5) -> ControlPanel:
     """A panel with one input per ``spec`` entry, Run and Stop buttons, a status line and a
     live image of the curves.
 
@@ -131,106 +299,7 @@ def control_panel(spec: dict, run, title: str = "Experiment", render=history_png
     ``panel.thread``; ``panel.inputs``, ``run_button``, ``stop_button``, ``fresh``, ``status``
     and ``image`` are its widgets.
     """
-    from . import cache as results_cache
-
-    inputs = {name: make_input(name, s) for name, s in spec.items()}
-    run_btn = W.Button(description="Run", button_style="success", icon="play")
-    stop_btn = W.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
-    fresh = W.Checkbox(value=False, description="fresh run (ignore the cache)", indent=False,
-                       layout=W.Layout(display="" if cache is not None else "none"))
-    status = W.HTML(value="<i>Set the parameters and press Run.</i>")
-    # hidden until the first picture: an empty image shows as a broken-image icon in the browser
-    image = W.Image(format="png", layout=W.Layout(max_width="900px", display="none"))
-    rows = [input_row(name, spec[name], w) for name, w in inputs.items()]
-    panel = W.VBox([W.HTML(f"<h4>{title}</h4>"), W.VBox(rows), W.HBox([run_btn, stop_btn, fresh]),
-                    status, image])
-    panel.result, panel.thread, panel.inputs, panel.fresh = None, None, inputs, fresh
-    panel.run_button, panel.stop_button, panel.status, panel.image = run_btn, stop_btn, status, image
-    stop_event = threading.Event()
-    notice = [""]  # a refusal shown while a run goes on, kept past the progress redraws
-
-    def show(result):
-        image.value = render(result, title)
-        image.layout.display = ""
-
-    def work(params, key):
-        t0, last = time.monotonic(), [-math.inf]
-
-        def report(history, force=False):
-            now = time.monotonic()
-            if force or now - last[0] >= refresh_s:
-                last[0] = now
-                show(history)
-                if not stop_event.is_set():
-                    status.value = (f"running with {describe(params)} ... {now - t0:.0f} s "
-                                    f"{progress_note(history)}{notice[0]}")
-
-        try:
-            history = run(params, report, stop_event.is_set)
-            panel.result = history
-            if history is not None:
-                report(history, force=True)
-            how = (history or {}).get("stopped") if isinstance(history, dict) else None
-            if how:
-                status.value = (f"<b>stopped ({how})</b> after {time.monotonic() - t0:.0f} s, "
-                                f"{progress_note(history)}; the curves so far are kept. ({describe(params)})")
-                return
-            note = ""
-            if key is not None and results_cache.is_complete(history):
-                try:
-                    results_cache.store(key, history, params=params, scope=cache)
-                    note = " Saved to the results cache."
-                except (OSError, TypeError) as exc:
-                    note = f" Not cached: {exc}."
-            status.value = f"<b>finished</b> in {time.monotonic() - t0:.0f} s with {describe(params)}.{note}"
-        except Exception as exc:  # shown in the panel: the panel is interactive-only
-            panel.result = getattr(exc, "history", None)
-            status.value = (f"<span style='color:#cf222e'><b>{type(exc).__name__}:</b> {exc}</span>"
-                            f"<pre style='font-size:10px'>{traceback.format_exc(limit=3)}</pre>")
-            if panel.result is not None:  # e.g. a NaN loss: the curves up to the bad step
-                try:
-                    show(panel.result)
-                except Exception:  # the message above matters more than the picture
-                    pass
-        finally:
-            run_btn.disabled, stop_btn.disabled = False, True
-
-    def on_run(_):
-        if panel.thread is not None and panel.thread.is_alive():
-            notice[0] = ("<br><span style='color:#9a6700'>A run is already going: press Stop first, "
-                         "then Run.</span>")
-            status.value = status.value.split("<br>")[0] + notice[0]
-            return
-        params, errors = validate(spec, {k: w.value for k, w in inputs.items()})
-        if errors:
-            status.value = ("<span style='color:#cf222e'>" + "<br>".join(errors)
-                            + "</span><br>Nothing was run; correct the value and press Run again.")
-            return
-        # the run's source and the notebook values it reads, taken now: they may have changed since
-        key = None if cache is None else results_cache.make_key(
-            {**cache, "run": results_cache.function_source(run)}, params)
-        entry = None if key is None or fresh.value else results_cache.load(key)
-        if entry is not None:
-            panel.result = entry["result"]
-            show(panel.result)
-            status.value = (f"<b>cached</b>: the stored result of a finished run with {describe(params)} "
-                            f"(saved {entry['saved']}, same code and profile). Tick <i>fresh run</i> "
-                            f"to train again.")
-            return
-        stop_event.clear()
-        notice[0] = ""
-        stop_btn.disabled = False
-        status.value = f"running with {describe(params)} ..."
-        panel.thread = threading.Thread(target=work, args=(params, key), daemon=True)
-        panel.thread.start()
-
-    def on_stop(_):
-        stop_event.set()
-        status.value = "stopping at the next step ..."
-
-    run_btn.on_click(on_run)
-    stop_btn.on_click(on_stop)
-    return panel
+    return ControlPanel(spec, run, title=title, render=render, cache=cache, refresh_s=refresh_s)
 
 
 def history_reporter(report, every_steps: int = 20):

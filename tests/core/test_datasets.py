@@ -99,6 +99,24 @@ def test_missing_cache_names_the_command(tmp_path):
         load_cifar10(cache_path=tmp_path / "nope.npz")
 
 
+@pytest.mark.parametrize("damage", ["truncated", "not_a_zip", "other_npz"])
+def test_damaged_cache_says_so_and_names_the_rebuild_command(image_folder, tmp_path, damage):
+    out = datasets.build_cache(str(image_folder), tmp_path / "c.npz", size=(H, W), log=lambda *_: None)
+    whole = out.read_bytes()
+    if damage == "truncated":  # an interrupted copy: the zip directory at the end is missing
+        out.write_bytes(whole[: len(whole) // 2])
+    elif damage == "not_a_zip":
+        out.write_bytes(b"<html>proxy error</html>")
+    else:  # a valid .npz that is not the course's cache
+        np.savez(out, x=np.zeros(3))
+        out = out.with_suffix(".npz")
+    with pytest.raises(datasets.DamagedCacheError, match="is damaged") as info:
+        load_cifar10(cache_path=out)
+    msg = str(info.value)
+    assert str(out) in msg and "make data" in msg and "prepare_cifar10.py --source" in msg
+    assert not datasets.cache_is_valid(out)  # and so ``make data`` rebuilds it without --force
+
+
 def test_bad_source_says_what_to_pass(tmp_path):
     f = tmp_path / "x.txt"
     f.write_text("hello")

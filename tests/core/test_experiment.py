@@ -30,6 +30,20 @@ def test_setup_loads_profile_sizes(tiny_cache, monkeypatch, capsys):
     assert "[nb] profile=smoke" in capsys.readouterr().out
 
 
+def test_setup_accepts_a_seed_given_as_text_and_refuses_other_text(tiny_cache, monkeypatch, capsys):
+    monkeypatch.setattr(E, "load_cifar10", lambda dev, **kw: {"kw": kw, **_fake()})
+    ctx = E.setup("smoke", seed="1", notebook="nb")  # papermill -r seed 1 passes text
+    assert ctx.seed == 1 and type(ctx.seed) is int and "seed=1 " in capsys.readouterr().out
+    a = torch.rand(3)
+    E.setup("smoke", seed=" 1 ", notebook="nb")
+    assert torch.equal(torch.rand(3), a)  # the same seed as the int 1
+    for bad, why in [("one", "whole number"), (1.5, "whole number"), ("1.0", "whole number"),
+                     (True, "whole number"), (None, "whole number"), (-1, "between 0 and"),
+                     (2**32, "between 0 and")]:
+        with pytest.raises(ValueError, match=why):
+            E.setup("smoke", seed=bad, notebook="nb")
+
+
 def _fake():
     z = torch.zeros(1)
     return {"train_y": z, "val_y": z, "test_y": z}

@@ -88,6 +88,7 @@ def run(tmp_path_factory):
             if proc.poll() is None:
                 proc.kill()
                 proc.communicate()
+    assert (out / "summary.json").exists(), log
     return proc.returncode, log, out, json.loads((out / "summary.json").read_text())
 
 

@@ -2,6 +2,7 @@
 complete. Uses tiny planted notebooks (no training) plus one real notebook with a planted fault."""
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -113,8 +114,10 @@ def test_update_baselines_accepts_new_values_and_shows_the_diff(tmp_path):
 def test_lower_is_better_and_time_tolerance():
     base = {"notebooks": {"n": {"metrics": {"train_seconds": {"value": 10.0, "higher_is_better": False,
                                                               "tolerance": nightly.default_tolerance("train_seconds", 10.0)}}}}}
-    rec = lambda v: [{"notebook": "n", "status": "ok", "results": {"metrics": {
-        "train_seconds": {"value": v, "higher_is_better": False}}}}]
+
+    def rec(v):
+        return [{"notebook": "n", "status": "ok", "results": {"metrics": {
+            "train_seconds": {"value": v, "higher_is_better": False}}}}]
     assert nightly.compare_metrics(rec(14.0), base)[0]["status"] == "ok"
     assert nightly.compare_metrics(rec(16.0), base)[0]["status"] == "regression"
     assert nightly.compare_metrics(rec(4.0), base)[0]["status"] == "improved"
@@ -159,3 +162,90 @@ def test_the_baseline_keeps_one_verdict_and_kind_per_claim_and_the_ledger_counts
     assert counts["demonstration"]["supported"] == 1 and "demonstrations" in counts["line"]
     base["notebooks"]["01"]["verdicts"]["LR-9"] = "not supported"  # an old baseline: a plain string
     assert [r["changed"] for r in nightly.claims_ledger(records, base)] == [False, False, True]
+
+
+def table_cells(line: str) -> list[str]:
+    """The cells of one Markdown table row, split on unescaped pipes."""
+    return re.split(r"(?<!\\)\|", line.strip())[1:-1]
+
+
+def test_report_leads_with_summary_and_ledger_and_links_each_executed_notebook(run):
+    _, out, _ = run
+    md = (out / "report.md").read_text()
+    assert md.index("## Summary") < md.index("## Claims ledger") < md.index("## Metrics against baseline")
+    assert {"- Notebooks: 2 ok, 1 failed (02_broken)", "- Verdicts of demonstrations: 2 supported",
+            "- Metrics against the baseline: 1 regression(s), 0 missing, 0 improved"} <= set(md.splitlines())
+    assert "| [01_good](executed/01_good.ipynb) | ok |" in md
+    assert 'href="executed/02_broken.ipynb"' in (out / "report.html").read_text()
+    # the broken notebook's error joins its lines with " | ": its row still has four cells
+    row = next(line for line in md.splitlines() if line.startswith("| [02_broken]"))
+    assert len(table_cells(row)) == 4 and "planted failure" in table_cells(row)[3]
+
+
+def fake_run(tmp_path, error: str, summary: str, kinds=None):
+    """write_report on hand-made records: one failed notebook with ``error``, verdicts with ``summary``."""
+    records = [{"notebook": "01_x", "status": "failed", "duration_s": 2.0, "error": error,
+                "executed": str(tmp_path / "executed" / "01_x.ipynb"), "results": None}]
+    ledger = [{"claim": f"LR-{i}", "text": "a rule", "source": "A", "notebook": "01_x", "verdict": verdict,
+               "summary": summary, "evidence": {}, "baseline_verdict": None, "changed": False}
+              for i, verdict in enumerate(["supported", "not supported", "supported"], start=1)]
+    for row, kind in zip(ledger, kinds or []):
+        row["kind"] = kind
+    env = {"profile": "smoke", "git_commit": "abc"}
+    md, html_path = nightly.write_report(tmp_path, records, [], ledger, env)
+    return md.read_text(), html_path.read_text()
+
+
+def test_pipes_newlines_and_markup_in_texts_cannot_break_the_report(tmp_path):
+    md, html = fake_run(tmp_path, "ValueError: bad | worse\nsecond line <b>", "p < 0.05 | n=3 & more")
+    rows = [line for line in md.splitlines() if line.startswith("| ")]
+    error_row = next(line for line in rows if line.startswith("| [01_x]"))
+    assert len(table_cells(error_row)) == 4
+    assert r"bad \| worse<br>second line &lt;b&gt;" in error_row
+    assert all(len(table_cells(line)) == 7 for line in rows if line.startswith("| LR-"))
+    assert r"p &lt; 0.05 \| n=3 &amp; more" in md
+    assert "bad | worse\nsecond line &lt;b&gt;" in html and "second line <b>" not in html
+    assert "p &lt; 0.05 | n=3 &amp; more" in html
+
+
+def test_verdicts_of_experiments_and_demonstrations_are_counted_apart(tmp_path):
+    md, html = fake_run(tmp_path, "", "s")
+    assert "- Verdicts: 2 supported, 1 not supported" in md.splitlines() and "| kind |" not in md
+    md, html = fake_run(tmp_path, "", "s", kinds=["demonstration", "experiment", "experiment"])
+    assert {"- Verdicts of experiments: 1 supported, 1 not supported",
+            "- Verdicts of demonstrations: 1 supported"} <= set(md.splitlines())
+    assert md.index("Verdicts of experiments") < md.index("Verdicts of demonstrations")
+    assert "| kind |" in md and "| LR-1 | a rule | A | 01_x | demonstration | **supported** |" in md
+    assert "<th>kind</th>" in html
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert [g["kind"] for g in summary["verdict_groups"]] == ["experiment", "demonstration"]
+
+
+def test_jobs_are_capped_at_the_gpus_with_a_reason():
+    assert nightly.cap_jobs(1, 0) == (1, None) and nightly.cap_jobs(2, 4) == (2, None)
+    jobs, why = nightly.cap_jobs(4, 2)
+    assert jobs == 2 and "only 2 GPU(s)" in why
+    jobs, why = nightly.cap_jobs(3, 0)
+    assert jobs == 1 and "no GPU" in why
+
+
+def test_only_that_matches_nothing_says_so_and_lists_the_notebooks(tmp_path, capsys):
+    for name in ("00_a", "01_b"):
+        (tmp_path / f"{name}.ipynb").write_text("{}")
+    assert nightly.main(["--notebooks", str(tmp_path), "--only", "07", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "--only 07: no such notebook" in err and "00_a" in err and "01_b" in err
+    assert not (tmp_path / "r").exists()  # nothing ran, no empty report
+    assert nightly.select_notebooks(sorted(tmp_path.glob("*.ipynb")), ["01"])[0][0].stem == "01_b"
+
+
+def test_help_names_the_program_and_shows_defaults(capsys):
+    with pytest.raises(SystemExit) as info:
+        nightly.main(["--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith("usage: python -m course_lib.tools.nightly")
+    assert "(default: quick)" in text and "(default: 900)" in text and "(default: 1)" in text
+    with pytest.raises(SystemExit):
+        nightly.main(["--jobs", "0"])
+    assert "must be at least 1" in capsys.readouterr().err

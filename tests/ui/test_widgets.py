@@ -19,10 +19,13 @@ def test_validate_refuses_bad_values_with_the_allowed_range():
     assert validate(SPEC, {}) == ({"lr": 0.1, "batch_size": 64, "opt": "sgd"}, [])
 
 
+MAX_STEPS = 100_000
+
+
 def fake_training(params, report, should_stop):
-    """Stands in for fit: one step every 10 ms until asked to stop."""
+    """Stands in for fit: one step every 10 ms until asked to stop (or ~17 minutes)."""
     hist = {"step": {"loss": []}, "epoch": {"epoch": []}, "stopped": None}
-    for i in range(2000):
+    for i in range(MAX_STEPS):
         hist["step"]["loss"].append(1.0 / (i + 1))
         if i % 10 == 0:
             report(hist)
@@ -33,7 +36,9 @@ def fake_training(params, report, should_stop):
     return hist
 
 
-def wait_for(cond, timeout=10):
+def wait_for(cond, timeout=60):
+    """Wait until ``cond()`` holds; returns at once when it does. The ceiling is generous so a busy
+    machine cannot fail a test: nothing here asserts how fast anything is."""
     t0 = time.time()
     while not cond() and time.time() - t0 < timeout:
         time.sleep(0.02)
@@ -49,12 +54,12 @@ def test_run_in_background_stop_keeps_history_and_second_run_is_refused():
     assert "already going" in panel.status.value
     # the progress line is redrawn every refresh; the refusal must stay readable, not flash
     first = panel.status.value
-    assert wait_for(lambda: panel.status.value != first, timeout=3)
+    assert wait_for(lambda: panel.status.value != first)
     assert "already going" in panel.status.value and "running with" in panel.status.value
     panel.stop_button.click()
     assert wait_for(lambda: not panel.thread.is_alive())
     assert panel.result["stopped"] == "requested"
-    assert 5 < len(panel.result["step"]["loss"]) < 2000
+    assert 5 < len(panel.result["step"]["loss"]) < MAX_STEPS
     assert "requested" in panel.status.value and not panel.run_button.disabled
 
 
@@ -86,7 +91,9 @@ def test_panel_shows_a_cached_result_at_once_unless_a_fresh_run_is_asked(tmp_pat
     def counting(params, report, should_stop):
         calls.append(params)
         return {"stopped": None, "step": {"loss": [params["lr"], 0.5]}, "epoch": {"epoch": []}}
-    render = lambda h, t: b"png" + repr(h["step"]["loss"]).encode()
+
+    def render(h, t):
+        return b"png" + repr(h["step"]["loss"]).encode()
     scope = {"notebook": "test", "profile": "smoke", "version": "v1", "seed": 0}
     panel = control_panel(SPEC, counting, render=render, cache=scope)
     assert panel.fresh.layout.display != "none"

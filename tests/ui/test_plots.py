@@ -1,0 +1,41 @@
+"""Shared figures: importing the module changes no matplotlib setting; each figure gets the look."""
+import subprocess
+import sys
+
+import matplotlib
+import matplotlib.pyplot as plt
+import torch
+
+from course_lib.ui import plots
+
+IMPORT_CHECK = """
+import matplotlib, matplotlib.pyplot
+before = dict(matplotlib.rcParams)
+import course_lib.ui.plots, course_lib.ui.widgets
+after = dict(matplotlib.rcParams)
+print(sorted(k for k in before if before[k] != after[k]))
+"""
+
+
+def test_importing_plots_leaves_rcparams_unchanged():
+    # a fresh interpreter: in this one the module may have been imported long ago
+    r = subprocess.run([sys.executable, "-c", IMPORT_CHECK], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "[]"
+
+
+def test_figures_get_the_course_look_and_leave_rcparams_alone():
+    before = dict(matplotlib.rcParams)
+    hist = {"epoch": {"epoch": [1, 2], "train_loss": [2.0, 1.5], "val_loss": [2.1, 1.7],
+                      "train_acc": [0.2, 0.4], "val_acc": [0.2, 0.35]}, "step": {"loss": [2.3, 2.0]}}
+    x = torch.randint(0, 255, (4, 3, 32, 24), dtype=torch.uint8)  # non-square images
+    figs = [plots.plot_history(hist), plots.plot_steps(hist), plots.image_grid(x, n=4, ncols=2),
+            plots.plot_lr_curves({"const": [0.1, 0.1]})]
+    for fig in figs:
+        assert fig.dpi == plots.COURSE_DPI
+        assert not any(ax.spines["top"].get_visible() or ax.spines["right"].get_visible() for ax in fig.axes)
+        plt.close(fig)
+    assert dict(matplotlib.rcParams) == before
+    fig, ax = plt.subplots()  # a caller's own axes keep the caller's style
+    plots.plot_steps(hist, ax=ax)
+    assert ax.spines["top"].get_visible()
+    plt.close(fig)
