@@ -2,7 +2,7 @@
 
 - :func:`reinitialize_` re-draws a model's parameters in place, so a sweep allocates (or
   compiles) its model once; :func:`~course_lib.core.runs.train_and_score` trains and summarises one run, keeping a diverged
-  run as a result instead of an exception; :func:`run_grid` runs a batch-size x LR grid.
+  run as a result instead of an exception; :func:`train_bs_lr_grid` trains a batch-size x LR grid.
 - Reading a grid: :func:`best_lr` (with a parabola through the top three points, so the best LR
   is not stuck on grid values), :func:`good_lr_window` (the LRs within ``tol`` of the best),
   :func:`fit_slope` (log best LR against log batch size: 1 = linear scaling, 0.5 = square root),
@@ -10,8 +10,8 @@
   reaches a target).
   :func:`read_grid` applies the first three to every seed of a grid; :func:`key_runs` collects
   the runs at each batch size's best LR over more seeds.
-- Figures: :func:`plot_heatmap`, :func:`plot_batch_summary`; for a widget panel,
-  :func:`grid_experiment` (the run function) and :func:`grid_png` (its renderer).
+- Figures: :func:`draw_heatmap`, :func:`draw_batch_summary` draw on given axes; for a widget
+  panel, :func:`grid_experiment` (the run function) and :func:`grid_png` (its renderer).
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..core.runs import train_and_score
+from ..ui.plots import render_png
 
 
 def lr_grid(low: float, high: float, n: int) -> list[float]:
@@ -34,8 +35,8 @@ def lr_grid(low: float, high: float, n: int) -> list[float]:
     return [float(v) for v in np.geomspace(low, high, n)]
 
 
-def run_grid(model: nn.Module, data: dict, batch_sizes, lrs, seeds=(0,), epochs: int = 3,
-             report=None, should_stop=None, progress: bool = False, **fit_kw) -> list[dict]:
+def train_bs_lr_grid(model: nn.Module, data: dict, batch_sizes, lrs, seeds=(0,), epochs: int = 3,
+                     report=None, should_stop=None, progress: bool = False, **fit_kw) -> list[dict]:
     """Train ``model`` (re-initialised in place for every run) at every batch size x LR x seed.
 
     Returns one :func:`~course_lib.core.runs.train_and_score` summary per run, with ``batch_size``, ``lr`` and ``seed`` added.
@@ -204,10 +205,10 @@ def time_to_target(val_acc, seconds, target: float, start_acc: float = 0.1) -> d
     return {"epochs": math.nan, "seconds": math.nan}
 
 
-def plot_heatmap(matrix: np.ndarray, batch_sizes, lrs, ax, best: list[dict] | None = None,
-                 windows: list[dict] | None = None, title: str = "validation accuracy"):
+def draw_heatmap(ax, matrix: np.ndarray, batch_sizes, lrs, best: list[dict] | None = None,
+                 windows: list[dict] | None = None, title: str = "validation accuracy") -> None:
     """A (batch size x LR) accuracy grid as a heatmap with values printed, the best LR per row
-    marked with a star and the good-LR window as a bar. Works on a pyplot-free Figure's axes."""
+    marked with a star and the good-LR window as a bar."""
     im = ax.imshow(100 * matrix, cmap="viridis", aspect="auto", origin="lower")
     ax.set_xticks(range(len(lrs)), [f"{v:.2g}" for v in lrs], rotation=45, fontsize=8)
     ax.set_yticks(range(len(batch_sizes)), [str(b) for b in batch_sizes], fontsize=8)
@@ -223,7 +224,6 @@ def plot_heatmap(matrix: np.ndarray, batch_sizes, lrs, ax, best: list[dict] | No
     for i, b in enumerate(best or []):
         ax.plot(x_of(b["lr"]), i, marker="*", color="red", ms=10)
     ax.figure.colorbar(im, ax=ax, label="accuracy (%)")
-    return ax.figure
 
 
 def grid_experiment(model: nn.Module, data: dict, seed: int = 0, **fit_kw):
@@ -234,32 +234,29 @@ def grid_experiment(model: nn.Module, data: dict, seed: int = 0, **fit_kw):
     def run(p, report, should_stop):
         bss = [int(p["bs_min"] * p["bs_factor"] ** k) for k in range(int(p["n_bs"]))]
         lrs = lr_grid(p["lr_min"], p["lr_max"], int(p["n_lrs"]))
-        runs = run_grid(model, data, bss, lrs, seeds=(seed,), epochs=int(p["epochs"]),
+        runs = train_bs_lr_grid(model, data, bss, lrs, seeds=(seed,), epochs=int(p["epochs"]),
                         report=lambda rs: report({"runs": rs}), should_stop=should_stop, **fit_kw)
         return {"runs": runs, "stopped": "requested" if should_stop() else None}
     return run
 
 
-def grid_png(result: dict, title: str = "") -> bytes:
-    """A (possibly unfinished) grid's heatmap as PNG bytes, from ``{"runs": [...]}``; the axes are
-    read from the runs. Uses no pyplot, so a widget's background thread can call it."""
-    from matplotlib.figure import Figure
-
-    from ..ui.plots import figure_png
+def draw_grid(ax, result: dict) -> None:
+    """The heatmap of a (possibly unfinished) grid ``{"runs": [...]}``, its axes read from the runs."""
     results = result["runs"]
-    fig = Figure(figsize=(8, 4))
-    ax = fig.subplots()
     if not results:
         ax.set(title="grid starting ...")
-        return figure_png(fig)
+        return
     bss = sorted({r["batch_size"] for r in results})
     lrs = sorted({r["lr"] for r in results})
-    plot_heatmap(grid_matrix(results, bss, lrs), bss, lrs, ax,
-                 title=f"{title}: validation accuracy, {len(results)} runs" if title else "validation accuracy")
-    return figure_png(fig)
+    draw_heatmap(ax, grid_matrix(results, bss, lrs), bss, lrs, title=f"validation accuracy, {len(results)} runs")
 
 
-def plot_batch_summary(batch_sizes, readings: dict, per_bs: dict, axes):
+def grid_png(result: dict, title: str = "") -> bytes:
+    """:func:`draw_grid` as PNG bytes, for the widget panel."""
+    return render_png(draw_grid, result, title, size=(8, 4))
+
+
+def draw_batch_summary(axes, batch_sizes, readings: dict, per_bs: dict) -> None:
     """Four panels against batch size: best LR (per seed, with the fitted slope and the linear
     and square-root rules for reference), good-LR window width, and from ``per_bs`` (name ->
     {batch size: per-seed values}) up to two more quantities, e.g. seconds and epochs to target."""
@@ -287,4 +284,3 @@ def plot_batch_summary(batch_sizes, readings: dict, per_bs: dict, axes):
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     axes[1].legend(fontsize=7)
-    return axes[0].figure

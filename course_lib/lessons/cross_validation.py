@@ -5,6 +5,8 @@ Folds are index arrays into a *pool*: the images you may train and validate on (
 ``pool["train_y"]``). The test set is never part of the pool (CV-2): pass it separately as an
 evaluation set and score it once, at the end. Splits come from ``sklearn.model_selection``;
 this module only checks arguments (with messages that name the allowed range) and trains.
+Figures: :func:`draw_spread`, :func:`draw_gaps` and :func:`draw_grid` draw on a given axes;
+:func:`grid_png` renders the last for the widget panel.
 """
 from __future__ import annotations
 
@@ -13,12 +15,11 @@ import math
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 from sklearn.model_selection import LeaveOneOut, StratifiedShuffleSplit, train_test_split
 
 from ..core.data import stratified_subset
 from ..core.validation import cross_validate, labels
-from ..ui.plots import figure_png
+from ..ui.plots import render_png
 from ..core.train import fit
 
 
@@ -155,12 +156,9 @@ def gap_std(acc: float, n_val: int, n_test: int) -> float:
     return math.sqrt(acc * (1 - acc) * (1 / n_val + 1 / n_test))
 
 
-def plot_spread(groups: dict, ax=None, title: str = "", ylabel: str = "validation accuracy (%)"):
+def draw_spread(ax, groups: dict, title: str = "", ylabel: str = "validation accuracy (%)") -> None:
     """One column per group (name -> list of estimates): every estimate as a dot, the mean with
-    a +-1 std bar. Shows at a glance how far single estimates stray. Returns the figure."""
-    if ax is None:
-        import matplotlib.pyplot as plt
-        _, ax = plt.subplots(figsize=(max(4.0, 1.3 * len(groups) + 2), 3.6))
+    a +-1 std bar. Shows at a glance how far single estimates stray."""
     for i, (name, vals) in enumerate(groups.items()):
         v = 100 * np.asarray(vals, dtype=float)
         if len(v) == 0:
@@ -171,26 +169,23 @@ def plot_spread(groups: dict, ax=None, title: str = "", ylabel: str = "validatio
     ax.set_xticks(range(len(groups)), list(groups), fontsize=8)
     ax.set(ylabel=ylabel, title=title)
     ax.grid(alpha=0.3, axis="y")
-    ax.figure.tight_layout()
-    return ax.figure
+
+
+def draw_grid(ax, result: dict) -> None:
+    """The fold accuracies per value of a ``grid_search`` result (finished or partial)."""
+    groups = {f"{result['param']}={v:g}": acc for v, acc in zip(result["values"], result["fold_acc"])}
+    note = f" (best: {result['best']:g})" if result.get("best") is not None else ""
+    draw_spread(ax, groups, title="fold accuracies" + note)
 
 
 def grid_png(result: dict, title: str = "") -> bytes:
-    """A ``grid_search`` result (finished or partial) as PNG, drawn without pyplot (safe from the
-    widget's background thread)."""
-    fig = Figure(figsize=(7, 3.6))
-    groups = {f"{result['param']}={v:g}": acc for v, acc in zip(result["values"], result["fold_acc"])}
-    note = f" (best: {result['best']:g})" if result.get("best") is not None else ""
-    plot_spread(groups, ax=fig.subplots(), title=(title or "fold accuracies") + note)
-    return figure_png(fig)
+    """:func:`draw_grid` as PNG bytes, for the widget panel."""
+    return render_png(draw_grid, result, title, size=(7, 3.6))
 
 
-def plot_gaps(gaps, marks: dict, band: float, ax=None, title: str = "validation minus test accuracy"):
+def draw_gaps(ax, gaps, marks: dict, band: float, title: str = "validation minus test accuracy") -> None:
     """Histogram of sampling-alone gaps (``resplit_gaps``) with the +-``band`` limits and a
-    vertical line for each observed gap in ``marks`` (name -> gap). Returns the figure."""
-    if ax is None:
-        import matplotlib.pyplot as plt
-        _, ax = plt.subplots(figsize=(6.5, 3.4))
+    vertical line for each observed gap in ``marks`` (name -> gap)."""
     ax.hist(100 * np.asarray(gaps), bins=40, color="#bbbbbb", label="sampling alone (re-dealt splits)")
     for sign in (-1, 1):
         ax.axvline(100 * sign * band, color="k", ls=":", lw=1)
@@ -198,5 +193,3 @@ def plot_gaps(gaps, marks: dict, band: float, ax=None, title: str = "validation 
         ax.axvline(100 * gap, color=colour, lw=2, label=f"{name}: {100 * gap:+.1f} points")
     ax.set(xlabel="validation - test accuracy (points)", ylabel="count", title=title)
     ax.legend(fontsize=8)
-    ax.figure.tight_layout()
-    return ax.figure

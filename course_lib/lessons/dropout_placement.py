@@ -2,8 +2,8 @@
 
 - :func:`configurations`: the table of small-CNN settings compared (no dropout, head only, conv
   only element-/channel-wise, both, each with and without batch norm, and dropout before BN).
-- :func:`layer_sequence`, :func:`dropout_sites`, :func:`plot_placement`: where a model drops units.
-- :func:`train_config`, :func:`run_grid`: train configurations over seeds on a (sub)set and
+- :func:`layer_sequence`, :func:`dropout_sites`, :func:`draw_placement`: where a model drops units.
+- :func:`train_config`, :func:`train_configs`: train configurations over seeds on a (sub)set and
   measure train accuracy (eval mode, no augmentation), validation accuracy and the gap.
 - :func:`accuracy_by_mode`: test accuracy with dropout left on (DO-5) against ``model.eval()``.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import statistics
 
-import matplotlib.pyplot as plt
+import matplotlib
 import numpy as np
 import torch
 from torch import nn
@@ -94,11 +94,11 @@ COLOURS = {"conv": "#4c72b0", "batch norm": "#55a868", "activation": "#c7c7c7", 
            "dropout (channel)": "#c44e52"}
 
 
-def plot_placement(models: dict):
+def draw_placement(ax, models: dict) -> None:
     """One row per configuration: its layers in forward order as coloured boxes, dropout boxes
     labelled with their rate. Shows at a glance where each configuration drops units and whether
-    dropout comes before or after batch norm. ``models``: name -> model."""
-    fig, ax = plt.subplots(figsize=(13, 0.42 * len(models) + 1.2))
+    dropout comes before or after batch norm. ``models``: name -> model. Fits a figure about
+    0.42 inch high per configuration plus 1.2."""
     for row, (name, model) in enumerate(models.items()):
         rates = {s["name"]: s["p"] for s in dropout_sites(model)}
         for col, (lname, kind) in enumerate(layer_sequence(model)):
@@ -115,8 +115,6 @@ def plot_placement(models: dict):
     handles = [_box(0, 0, c) for c in COLOURS.values()]
     ax.legend(handles, list(COLOURS), ncol=8, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, 0),
               frameon=False)
-    fig.tight_layout()
-    return fig
 
 
 def _box(x: float, y: float, colour: str):
@@ -167,7 +165,7 @@ def train_config(config: dict, data: dict, epochs: int, seed: int = 0, widths=(3
     return out
 
 
-def run_grid(configs: dict, data: dict, seeds, keep=(), progress: bool = True, **train_kw) -> dict:
+def train_configs(configs: dict, data: dict, seeds, keep=(), progress: bool = True, **train_kw) -> dict:
     """Train every configuration once per seed: name -> list of :func:`train_config` results.
 
     Models are kept only for the names in ``keep`` (memory). ``train_kw`` go to ``train_config``.
@@ -192,7 +190,7 @@ def best_of(results: dict, names, key: str = "val_acc") -> str:
     return max(names, key=lambda n: statistics.fmean(values(results, n, key)))
 
 
-def summary_rows(results: dict) -> list[dict]:
+def config_stats(results: dict) -> list[dict]:
     """Mean and seed-to-seed spread of train/val accuracy, the gap and the final validation loss
     for every configuration."""
     rows = []
@@ -206,7 +204,7 @@ def summary_rows(results: dict) -> list[dict]:
 
 
 def format_table(rows: list[dict]) -> str:
-    """A plain-text table of :func:`summary_rows`: accuracies in %, mean ± seed spread."""
+    """A plain-text table of :func:`config_stats`: accuracies in %, mean ± seed spread."""
     lines = [f"{'configuration':24s} {'train acc %':>13s} {'val acc %':>13s} {'gap %':>13s} {'val loss':>13s}  runs"]
     for r in rows:
         cells = " ".join(f"{100 * r[k]:6.1f} ± {100 * r[k + '_sd']:4.1f}" for k in ("train_acc", "val_acc", "gap"))
@@ -214,16 +212,17 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot_results(results: dict, title: str = ""):
-    """Left: validation loss per epoch (mean over seeds), with batch norm (solid) and without
-    (dashed). Right: train and validation accuracy per configuration (bars: mean; ticks: seeds)."""
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [1, 1.3]})
+def draw_results(axes, results: dict, title: str = "") -> None:
+    """On two axes: validation loss per epoch (mean over seeds), with batch norm (solid) and
+    without (dashed); train and validation accuracy per configuration (bars: mean; ticks: seeds)."""
+    ax_loss, ax_acc = axes
+    tab10 = matplotlib.colormaps["tab10"]
     placements = list(dict.fromkeys(n.removesuffix(", no BN") for n in results))  # one colour each
     for name, runs in results.items():
         curves = [r["history"]["epoch"]["val_loss"] for r in runs]
         n = min(len(c) for c in curves)
         mean = np.mean([c[:n] for c in curves], axis=0)
-        colour = plt.cm.tab10(placements.index(name.removesuffix(", no BN")) % 10)
+        colour = tab10(placements.index(name.removesuffix(", no BN")) % 10)
         ax_loss.plot(range(1, n + 1), mean, "--" if name.endswith("no BN") else "-", color=colour, label=name)
     ax_loss.set(xlabel="epoch", ylabel="validation loss", title=f"validation loss {title}")
     ax_loss.legend(fontsize=6, ncol=2)
@@ -238,8 +237,6 @@ def plot_results(results: dict, title: str = ""):
     ax_acc.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
     ax_acc.set(ylabel="accuracy (%)", title=f"train vs validation accuracy {title}")
     ax_acc.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
 
 
 def accuracy_by_mode(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mean: torch.Tensor,

@@ -13,6 +13,9 @@ Members are given as softmax probabilities stacked into a ``(members, samples, c
 Expected calibration error and reliability-diagram data are written here because
 scikit-learn's ``calibration_curve`` is for binary problems only and torchmetrics is not a
 course dependency.
+
+Figures: the ``draw_*`` functions draw on a given axes; :func:`summary_png` renders an
+``evaluate_ensemble`` result for the widget panel.
 """
 from __future__ import annotations
 
@@ -24,9 +27,8 @@ import time
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 
-from ..ui.plots import figure_png
+from ..ui.plots import render_png
 from ..core.train import predict_logits
 from ..core.validation import accuracy, check_probs
 
@@ -201,12 +203,9 @@ def evaluate_ensemble(probs, y, rule: str = "average", names=None) -> dict:
             "reliability": {"best member": reliability(p[best], y), "averaged": reliability(avg, y)}}
 
 
-def plot_reliability(curves: dict, ax=None, title: str = "reliability diagram"):
+def draw_reliability(ax, curves: dict, title: str = "reliability diagram") -> None:
     """Accuracy against confidence per bin for each ``name -> reliability(...)`` entry, with the
-    diagonal of perfect calibration. Bins with no samples are left out. Returns the figure."""
-    if ax is None:
-        import matplotlib.pyplot as plt
-        _, ax = plt.subplots(figsize=(4.6, 4.2))
+    diagonal of perfect calibration. Bins with no samples are left out."""
     ax.plot([0, 1], [0, 1], "k:", lw=1, label="perfectly calibrated")
     for name, r in curves.items():
         keep = [i for i, c in enumerate(r["count"]) if c > 0]
@@ -214,38 +213,34 @@ def plot_reliability(curves: dict, ax=None, title: str = "reliability diagram"):
     ax.set(xlabel="confidence (top probability)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return ax.figure
 
 
-def plot_size_curves(curves: dict, ax=None, title: str = "accuracy against ensemble size"):
-    """Ensemble accuracy (%) against size for each ``rule -> size_curve(...)``. Returns the figure."""
-    if ax is None:
-        import matplotlib.pyplot as plt
-        _, ax = plt.subplots(figsize=(5.5, 3.6))
+def draw_size_curves(ax, curves: dict, title: str = "accuracy against ensemble size") -> None:
+    """Ensemble accuracy (%) against size for each ``rule -> size_curve(...)``."""
     for name, c in curves.items():
         ax.plot(c["sizes"], [100 * a for a in c["mean"]], "o-", label=name)
     ax.set(xlabel="members", ylabel="test accuracy (%)", title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return ax.figure
+
+
+def draw_members(ax, result: dict) -> None:
+    """Bars of the members' and the ensemble's test accuracy from an ``evaluate_ensemble`` result."""
+    names = result["names"] + [f"ensemble\n({result['rule']})"]
+    accs = [100 * a for a in result["member_acc"] + [result["acc"]]]
+    ax.bar(range(len(accs)), accs, color=["#8c8c8c"] * len(result["member_acc"]) + ["#1f77b4"])
+    ax.set_xticks(range(len(accs)), names, fontsize=7, rotation=45, ha="right")
+    ax.set(ylabel="test accuracy (%)", ylim=(max(0, min(accs) - 5), max(accs) + 2),
+           title=f"gain over best member {100 * result['gain_best']:+.2f} points")
 
 
 def summary_png(result: dict, title: str = "") -> bytes:
-    """An ``evaluate_ensemble`` result as PNG (members' and ensemble's accuracy; reliability
-    diagram), drawn without pyplot so a widget's background thread can call it."""
-    fig = Figure(figsize=(10, 3.8))
-    ax1, ax2 = fig.subplots(1, 2)
-    names = result["names"] + [f"ensemble\n({result['rule']})"]
-    accs = [100 * a for a in result["member_acc"] + [result["acc"]]]
-    ax1.bar(range(len(accs)), accs, color=["#8c8c8c"] * len(result["member_acc"]) + ["#1f77b4"])
-    ax1.set_xticks(range(len(accs)), names, fontsize=7, rotation=45, ha="right")
-    lo = min(accs)
-    ax1.set(ylabel="test accuracy (%)", ylim=(max(0, lo - 5), max(accs) + 2),
-            title=f"{title} gain over best member {100 * result['gain_best']:+.2f} points")
-    plot_reliability(result["reliability"], ax=ax2,
-                     title=f"ECE best member {result['ece_best_member']:.3f}, averaged {result['ece_average']:.3f}")
-    fig.tight_layout()
-    return figure_png(fig)
+    """An ``evaluate_ensemble`` result as PNG for the widget panel: :func:`draw_members` beside
+    its reliability diagram."""
+    def reliability(ax, r):
+        draw_reliability(ax, r["reliability"],
+                         title=f"ECE best member {r['ece_best_member']:.3f}, averaged {r['ece_average']:.3f}")
+    return render_png([draw_members, reliability], result, title, ncols=2, size=(10, 3.8))
 
 
 def snapshot_members(make_model, snapshots, x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> tuple:
@@ -264,14 +259,11 @@ def snapshot_members(make_model, snapshots, x: torch.Tensor, mean: torch.Tensor,
     return probs, seconds
 
 
-def plot_gain_vs_corr(pairs: list, points: dict | None = None, ax=None,
-                      title: str = "gain of a pair over its better member"):
+def draw_gain_vs_corr(ax, pairs: list, points: dict | None = None,
+                      title: str = "gain of a pair over its better member") -> None:
     """Each pair of members (``pair_table`` rows) as a grey dot: correctness correlation against
     the gain of their averaged probabilities over the better member; ``points`` (name -> (mean
-    correlation, gain)) adds whole ensembles as labelled markers. Returns the figure."""
-    if ax is None:
-        import matplotlib.pyplot as plt
-        _, ax = plt.subplots(figsize=(6, 4))
+    correlation, gain)) adds whole ensembles as labelled markers."""
     ax.scatter([r["corr"] for r in pairs], [100 * r["gain_best"] for r in pairs], s=12, c="#999999",
                label="pairs of members")
     for name, (corr, gain) in (points or {}).items():
@@ -280,5 +272,3 @@ def plot_gain_vs_corr(pairs: list, points: dict | None = None, ax=None,
     ax.set(xlabel="Pearson correlation of correctness", ylabel="gain over best member (points)", title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    ax.figure.tight_layout()
-    return ax.figure

@@ -14,6 +14,8 @@
   :func:`run_with_ratios` is one short training with that logger on.
 - Verdicts from short trainings at LRs 10x apart: :func:`ten_x_advice` (LR-8),
   :func:`ratio_verdict` (LR-9), :func:`converges` (LR-7).
+- Figures: :func:`draw_range_test`, :func:`draw_update_ratios` draw on a given axes;
+  :func:`range_test_png` renders a running test for the widget panel.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from ..core.data import make_generator, train_batches
 from ..core.claims import all_of
 from ..core.runs import train_and_score
 from ..core.train import autocast_for, make_optimizer
+from ..ui.plots import render_png
 
 
 def exponential_factor(start_lr: float, end_lr: float, num_steps: int) -> float:
@@ -330,29 +333,25 @@ def ratio_verdict(claim_id: str, runs: dict, what: str, target: float = 1e-3, fa
     return v
 
 
-def range_test_png(result: dict, title: str = "") -> bytes:
-    """A range-test curve (possibly still running) as PNG bytes, with the suggestions once there
-    are enough steps. Uses no pyplot, so a widget's background thread can call it."""
-    from matplotlib.figure import Figure
-
-    from ..ui.plots import figure_png
-    fig = Figure(figsize=(7, 4))
-    ax = fig.subplots()
+def draw_range_test_run(ax, result: dict) -> None:
+    """One range test, possibly still running (``lr_range_test``'s result so far), with the
+    suggestions once there are enough steps."""
     if len(result["lr"]) < 2:
         ax.set(title="range test starting ...")
-        return figure_png(fig)
+        return
     sugg = {"run": suggest_lrs(result)} if len(result["lr"]) >= 13 else None
-    plot_range_test({"run": result}, ax=ax, suggestions=sugg)
-    ax.set_title(f"{title}: {len(result['lr'])} steps ({result['ended']})" if title else "")
-    return figure_png(fig)
+    draw_range_test(ax, {"run": result}, suggestions=sugg)
+    ax.set_title(f"{len(result['lr'])} steps ({result['ended']})")
 
 
-def plot_range_test(results: dict, ax=None, suggestions: dict | None = None, ylim_factor: float = 1.6):
+def range_test_png(result: dict, title: str = "") -> bytes:
+    """:func:`draw_range_test_run` as PNG bytes, for the widget panel."""
+    return render_png(draw_range_test_run, result, title, size=(7, 4))
+
+
+def draw_range_test(ax, results: dict, suggestions: dict | None = None, ylim_factor: float = 1.6) -> None:
     """Smoothed loss against LR (log axis) for one or more range tests (``{label: result}``), with
-    the suggested LRs marked (``{label: suggest_lrs(...)}``). Returns the figure."""
-    if ax is None:
-        import matplotlib.pyplot as plt
-        _, ax = plt.subplots(figsize=(7, 4))
+    the suggested LRs marked (``{label: suggest_lrs(...)}``)."""
     tops, lows = [], []
     for i, (label, res) in enumerate(results.items()):
         line, = ax.plot(res["lr"], res["smoothed"], label=f"{label} (smoothed)")
@@ -370,15 +369,11 @@ def plot_range_test(results: dict, ax=None, suggestions: dict | None = None, yli
     ax.set(xlabel="learning rate (log scale)", ylabel="training loss", title="LR range test")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    return ax.figure
 
 
-def plot_update_ratios(ratios_by_label: dict, ax=None, target: float = 1e-3):
+def draw_update_ratios(ax, ratios_by_label: dict, target: float = 1e-3) -> None:
     """The median-over-layers update-to-weight ratio per step for several runs, on a log axis,
     with the 1e-3 rule of thumb drawn. ``ratios_by_label`` maps a label to :func:`update_ratios`."""
-    if ax is None:
-        import matplotlib.pyplot as plt
-        _, ax = plt.subplots(figsize=(7, 3.5))
     for label, r in ratios_by_label.items():
         layers = np.array([v for k, v in r.items() if k != "steps"], float)
         if layers.size:
@@ -388,4 +383,3 @@ def plot_update_ratios(ratios_by_label: dict, ax=None, target: float = 1e-3):
     ax.set(xlabel="step", ylabel="||ΔW|| / ||W|| (median over layers)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    return ax.figure

@@ -4,7 +4,9 @@ A *recipe* is the set of ``fit`` keywords that names a schedule (``schedule``, `
 ``warmup_epochs``, ``schedule_kw``); ``recipes`` builds the course's set, ``recipe_curve`` reads
 the LR a recipe gives at every step from the scheduler itself, and ``run_recipe`` trains once
 while keeping the best epoch's weights (early stopping, REG-2) and a snapshot at the end of every
-warm-restart cycle (SGDR snapshot ensembles, SC-1).
+warm-restart cycle (SGDR snapshot ensembles, SC-1). :func:`draw_lr_curves` and
+:func:`draw_val_curves` draw on a given axes; :func:`render_result` and :func:`preview_png` render
+them for the widget panel.
 """
 from __future__ import annotations
 
@@ -13,11 +15,10 @@ import statistics
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 
 from ..core import validation
 from ..core.claims import spread
-from ..ui.plots import figure_png
+from ..ui.plots import render_png
 from ..core.schedules import lr_curve, restart_ends, snapshot_callback
 from ..core.train import fit, predict_logits, raise_if_interrupted
 
@@ -113,8 +114,9 @@ def run_recipe(model: torch.nn.Module, data: dict, recipe: dict, epochs: int, ba
     return {"history": history, "model": model, "best": best, "snapshots": snaps}
 
 
-def accuracy(scores: torch.Tensor, y: torch.Tensor) -> float:
-    """Top-1 accuracy of logits or probabilities ``scores`` (N, C) against labels ``y``."""
+def top1_acc(scores: torch.Tensor, y: torch.Tensor) -> float:
+    """Top-1 accuracy of logits or probabilities ``scores`` (N, C) against labels ``y``
+    (``validation.accuracy`` takes class predictions instead)."""
     return validation.accuracy(scores.argmax(1), y)
 
 
@@ -136,15 +138,15 @@ def ensemble_probs(model: torch.nn.Module, states: list, x: torch.Tensor, mean, 
 def best_and_last_accuracy(run: dict, x: torch.Tensor, y: torch.Tensor, mean, std) -> dict:
     """Accuracy on (``x``, ``y``) of the last epoch's model and of the best epoch's weights
     (chosen on validation, so evaluate on held-out data: the test split)."""
-    last = accuracy(predict_logits(run["model"], x, mean, std), y)
+    last = top1_acc(predict_logits(run["model"], x, mean, std), y)
     n_epochs = len(run["history"]["epoch"]["epoch"])
     if not run["best"] or run["best"]["epoch"] == n_epochs:
         return {"best_epoch": n_epochs, "best": last, "last": last}
-    best = accuracy(ensemble_probs(run["model"], [run["best"]["state_dict"]], x, mean, std), y)
+    best = top1_acc(ensemble_probs(run["model"], [run["best"]["state_dict"]], x, mean, std), y)
     return {"best_epoch": run["best"]["epoch"], "best": best, "last": last}
 
 
-def summary_rows(finals: dict) -> list[str]:
+def accuracy_table(finals: dict) -> list[str]:
     """Text table rows from ``{arm: {"final": [...], "best": [...], "best_epoch": [...]}}``:
     mean and seed-to-seed spread of the final and best validation accuracy."""
     rows = [f"{'schedule':16s} {'final val acc':>18s} {'best val acc':>18s}  best epoch per seed"]
@@ -155,32 +157,27 @@ def summary_rows(finals: dict) -> list[str]:
     return rows
 
 
-def curves_figure(curves: dict, histories: dict | None = None, title: str = "") -> Figure:
-    """LR per step for every arm (left) and, when ``histories`` ``{arm: [history, ...]}`` is
-    given, validation accuracy per epoch, mean over runs (right). Built without pyplot, so a
-    widget's background thread can draw it."""
-    fig = Figure(figsize=(11, 3.6))
-    axes = fig.subplots(1, 2 if histories else 1, squeeze=False)[0]
+def draw_lr_curves(ax, curves: dict, title: str = "schedules (from the schedulers)") -> None:
+    """LR per step for every arm of ``curves`` ``{arm: [lr, ...]}``."""
     for arm, lrs in curves.items():
-        axes[0].plot(lrs, label=arm)
-    axes[0].set(xlabel="step", ylabel="learning rate", title=title or "schedules (from the schedulers)")
-    if histories:
-        for arm, hs in histories.items():
-            accs = [h["epoch"]["val_acc"] for h in hs if h["epoch"]["val_acc"]]
-            if accs:
-                n = min(len(a) for a in accs)
-                axes[1].plot(range(1, n + 1), 100 * np.mean([a[:n] for a in accs], axis=0), "o-", label=arm)
-        axes[1].set(xlabel="epoch", ylabel="val accuracy (%)", title="validation accuracy (mean over seeds)")
-    for ax in axes:
-        ax.grid(alpha=0.3)
+        ax.plot(lrs, label=arm)
+    ax.set(xlabel="step", ylabel="learning rate", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
+def draw_val_curves(ax, histories: dict) -> None:
+    """Validation accuracy per epoch, mean over runs, for every arm of ``histories``
+    ``{arm: [history, ...]}`` (arms without a finished epoch are left out)."""
+    for arm, hs in histories.items():
+        accs = [h["epoch"]["val_acc"] for h in hs if h["epoch"]["val_acc"]]
+        if accs:
+            n = min(len(a) for a in accs)
+            ax.plot(range(1, n + 1), 100 * np.mean([a[:n] for a in accs], axis=0), "o-", label=arm)
+    ax.set(xlabel="epoch", ylabel="val accuracy (%)", title="validation accuracy (mean over seeds)")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
-def curves_png(curves: dict, histories: dict | None = None, title: str = "") -> bytes:
-    """``curves_figure`` as PNG bytes (for the widget panel)."""
-    return figure_png(curves_figure(curves, histories, title))
 
 
 def widget_spec(lr: float, epochs: int, T_0_epochs: int, T_mult: int, warmup_epochs: float,
@@ -212,7 +209,8 @@ def selected_recipes(params: dict, spe: int) -> dict:
 def preview_png(params: dict, spe: int) -> bytes:
     """LR curves of the ticked arms (no training: drawn from the schedulers in milliseconds)."""
     chosen = selected_recipes(params, spe)
-    return curves_png({arm: recipe_curve(r, params["epochs"], spe) for arm, r in chosen.items()})
+    curves = {arm: recipe_curve(r, params["epochs"], spe) for arm, r in chosen.items()}
+    return render_png(draw_lr_curves, curves, size=(11, 3.6))
 
 
 def run_selected(params: dict, data: dict, make_model, batch_size: int, seed: int, report, should_stop) -> dict:
@@ -237,8 +235,9 @@ def run_selected(params: dict, data: dict, make_model, batch_size: int, seed: in
 
 
 def render_result(result: dict, title: str = "") -> bytes:
-    """PNG of a ``run_selected`` result: LR curves and validation accuracy per arm."""
-    return curves_png(result["curves"], result["histories"], title)
+    """PNG of a ``run_selected`` result for the widget panel: LR curves and validation accuracy per arm."""
+    return render_png([lambda ax, r: draw_lr_curves(ax, r["curves"]), lambda ax, r: draw_val_curves(ax, r["histories"])],
+                      result, title, ncols=2, size=(11, 3.6))
 
 
 def with_preview(panel, spec: dict, spe: int):

@@ -4,21 +4,20 @@ several test resolutions (MS-1, MS-2, MS-3 and the FixRes train/test resolution 
 
 Sizes are in pixels of image *height*; the width keeps the image's aspect ratio (a 24x32 image
 resized to 12 becomes 12x16), or pass an explicit ``(h, w)``. Everything works on whole batches
-of device tensors: no per-sample Python.
+of device tensors: no per-sample Python. The ``draw_*`` functions draw on given axes;
+:func:`render_multiscale` renders a run for the widget panel.
 """
 from __future__ import annotations
 
 import math
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
-from matplotlib.figure import Figure
 from torch import nn
 from torchvision.ops import roi_align
 
-from ..ui.plots import figure_png
+from ..ui.plots import render_png
 from ..core.train import NonFiniteLossError, evaluate, fit, raise_if_interrupted
 
 MODES = ("fixed", "random", "progressive", "crop")
@@ -238,12 +237,12 @@ def restoration_error(x: torch.Tensor, sizes) -> dict:
             for s in sizes}
 
 
-def scale_grid(x: torch.Tensor, sizes, labels=None, classes=None, restore: bool = False):
-    """A grid of the same images (rows) at each height in ``sizes`` (columns), shown at their
-    own pixel resolution (``restore=True``: resized back to the original size, what a model
-    trained at full size would see). Column titles give the mean pixel change of the rescale."""
+def draw_scale_grid(axes, x: torch.Tensor, sizes, labels=None, classes=None, restore: bool = False) -> None:
+    """On a (images x sizes) array of axes: the same images (rows) at each height in ``sizes``
+    (columns), shown at their own pixel resolution (``restore=True``: resized back to the
+    original size, what a model trained at full size would see). Column titles give the mean
+    pixel change of the rescale."""
     err = restoration_error(x, sizes)
-    fig, axes = plt.subplots(len(x), len(sizes), figsize=(1.4 * len(sizes), 1.45 * len(x)), squeeze=False)
     for j, s in enumerate(sizes):
         xs = resize(x, s)
         xs = resize(xs, tuple(x.shape[-2:])) if restore else xs
@@ -254,16 +253,11 @@ def scale_grid(x: torch.Tensor, sizes, labels=None, classes=None, restore: bool 
                 ax.set_title(f"{int(s)} px\n(change {err[int(s)]:.1f})", fontsize=8)
             if j == 0 and labels is not None:
                 ax.set_ylabel(classes[int(labels[i])] if classes else str(int(labels[i])), fontsize=8)
-    fig.tight_layout()
-    return fig
 
 
-def plot_resolution_curves(curves: dict, train_size: int = 32, ax=None, title: str = ""):
+def draw_resolution_curves(ax, curves: dict, train_size: int = 32, title: str = "") -> None:
     """Accuracy against test resolution, one line per training variant (``{name: {size: acc}}``);
-    a dotted line marks the training resolution. Returns the figure."""
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6, 3.8))
-    fig = ax.figure
+    a dotted line marks the training resolution."""
     for name, accs in curves.items():
         sizes = sorted(accs)
         ax.plot(sizes, [100 * accs[s] for s in sizes], "o-", label=name)
@@ -271,26 +265,34 @@ def plot_resolution_curves(curves: dict, train_size: int = 32, ax=None, title: s
     ax.set(xlabel="test resolution (px)", ylabel="test accuracy (%)", title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+
+
+def draw_epoch_accuracy(ax, history: dict) -> None:
+    """Validation and (rescaled) training accuracy per epoch of a :func:`fit_multiscale` history."""
+    e = history["epoch"]
+    ax.plot(e["epoch"], [100 * v for v in e["val_acc"]], "s--", label="val")
+    ax.plot(e["epoch"], [100 * v for v in e["train_acc"]], "o-", label="train (rescaled)")
+    ax.set(xlabel="epoch", ylabel="accuracy (%)")
+    ax.legend(fontsize=8)
+
+
+def draw_train_heights(ax, history: dict) -> None:
+    """The training height per step of a :func:`fit_multiscale` history."""
+    ax.plot(history["step"]["size"], lw=1)
+    ax.set(xlabel="step", ylabel="training height (px)")
+
+
+def draw_test_resolution(ax, history: dict) -> None:
+    """The accuracy-against-test-resolution curve of a run, once ``history["test_res"]`` is there."""
+    if history.get("test_res"):
+        draw_resolution_curves(ax, {"this run": history["test_res"]})
+    else:
+        ax.text(0.5, 0.5, "test-resolution curve\nafter training", ha="center", va="center")
+        ax.axis("off")
 
 
 def render_multiscale(result: dict, title: str = "") -> bytes:
     """PNG for the widget panel: validation accuracy and training height per epoch, and the
     accuracy-against-test-resolution curve once ``result["test_res"]`` is there."""
-    fig = Figure(figsize=(11, 3.4))
-    a1, a2, a3 = fig.subplots(1, 3)
-    e = result["epoch"]
-    a1.plot(e["epoch"], [100 * v for v in e["val_acc"]], "s--", label="val")
-    a1.plot(e["epoch"], [100 * v for v in e["train_acc"]], "o-", label="train (rescaled)")
-    a1.set(xlabel="epoch", ylabel="accuracy (%)", title=title)
-    a1.legend(fontsize=8)
-    a2.plot(result["step"]["size"], lw=1)
-    a2.set(xlabel="step", ylabel="training height (px)")
-    if result.get("test_res"):
-        plot_resolution_curves({"this run": result["test_res"]}, ax=a3)
-    else:
-        a3.text(0.5, 0.5, "test-resolution curve\nafter training", ha="center", va="center")
-        a3.axis("off")
-    fig.tight_layout()
-    return figure_png(fig)
+    return render_png([draw_epoch_accuracy, draw_train_heights, draw_test_resolution], result, title,
+                      ncols=3, size=(11, 3.4))

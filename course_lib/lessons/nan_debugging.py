@@ -12,6 +12,9 @@ The faults (claims in ``claims.md``):
   below with a large init, whose logits start in the hundreds, at a small LR;
 - ``exploding``: a deep plain MLP with a large init (NAN-5, NAN-6);
 - ``sigmoid``: the same deep MLP with sigmoid, whose gradients vanish (ACT-1).
+
+Figures: :func:`draw_losses` and :func:`draw_layer_norms` draw on a given axes;
+:func:`scenario_png` renders both for the widget panel.
 """
 from __future__ import annotations
 
@@ -25,7 +28,6 @@ from collections import OrderedDict
 import numpy as np
 import torch
 import torch.nn.functional as F
-from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from torch import nn
 
@@ -33,7 +35,7 @@ from ..core.data import make_generator, train_batches
 from ..core.nonfinite import find_nonfinite, layer_grad_norms, nonfinite_grads, scan_data
 from ..core.train import grad_norm, make_optimizer
 from ..core.models import init_weights, make_activation, small_cnn
-from ..ui.plots import figure_png
+from ..ui.plots import render_png
 
 EPS = 1e-8  # document D's eps
 
@@ -430,31 +432,13 @@ def draw_layer_norms(ax, runs: dict) -> None:
         ax.text(0.5, 0.5, "no gradient: the loss was\nnot finite at step 1", ha="center", transform=ax.transAxes)
 
 
-def plot_runs(runs: dict, title: str = "", layer_norms: bool = False):
-    """Loss curves of labelled runs (and, with ``layer_norms``, their per-layer gradient norms).
-    Returns the figure (pyplot, for notebooks)."""
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2 if layer_norms else 1, figsize=(11 if layer_norms else 6.5, 3.6), squeeze=False)
-    draw_losses(axes[0][0], runs)
-    if layer_norms:
-        draw_layer_norms(axes[0][1], runs)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
 def scenario_png(res: dict, title: str = "") -> bytes:
     """PNG of a scenario run for the widget panel: loss curve, per-layer gradient norms and the
-    finder's verdict. Uses no pyplot, so it is safe from a background thread."""
-    fig = Figure(figsize=(10, 4))
-    axes = fig.subplots(1, 2)
+    finder's verdict as the title."""
     label = f"{res.get('scenario', 'run')} / {res.get('fix', 'none')}"
-    draw_losses(axes[0], {label: res})
-    draw_layer_norms(axes[1], {label: res})
     text = outcome(res) if res["stopped"] != "requested" and (res["first_nonfinite"] or res["steps"]) else ""
-    fig.suptitle("\n".join(textwrap.wrap(f"{title}: {text}" if title else text, 120)), fontsize=9)
-    fig.tight_layout()
-    return figure_png(fig)
+    heading = "\n".join(textwrap.wrap(f"{title}: {text}" if title else text, 100))
+    return render_png([draw_losses, draw_layer_norms], {label: res}, heading, ncols=2, size=(10, 4))
 
 
 def train_until_nonfinite(model: nn.Module, data: dict, steps: int, lr: float, batch_size: int = 64,

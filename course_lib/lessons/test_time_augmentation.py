@@ -1,99 +1,155 @@
 """Test-time augmentation (TTA): predict on several transformed copies ("views") of each test
 image and merge the predictions (notebook 07, claims TTA-1 and TTA-2).
 
-A view is a short string, applied to a whole uint8 batch on its device with
+A view is a named function of a whole uint8 batch (N, 3, H, W), applied on its device with
 ``torchvision.transforms.v2.functional`` (a view is the same deterministic transform for every
 image, so one call per batch is exactly right here, unlike random training augmentation):
 
-- ``id`` (unchanged), ``flip`` (left-right);
-- ``shift:DY,DX`` moves the content DY pixels down and DX right (reflect padding, as in training);
-- ``crop:F:POS`` the F-fraction crop (e.g. 0.875 of height and width) at POS in c, tl, tr, bl,
-  br, fed at its smaller size (the models pool globally, so any size works);
-- ``scale:F`` resized by F (antialiased), fed at the new size;
-- ``rotate:DEG`` rotated by DEG degrees (bilinear, black corners);
-- several joined by ``+`` apply left to right, e.g. ``flip+shift:1,1``.
+- :data:`identity` (unchanged), :data:`mirror` (left-right flip);
+- :func:`translate` ``(dx, dy)`` moves the content dx pixels right and dy down (reflect padding,
+  as in training);
+- :func:`crop` ``(frac, pos)`` the frac-sized crop (e.g. 0.875 of height and width) at pos in c,
+  tl, tr, bl, br, fed at its smaller size (the models pool globally, so any size works);
+- :func:`scale` ``(f)`` resized by f (antialiased), fed at the new size;
+- :func:`rotate` ``(deg)`` rotated by deg degrees (bilinear, black corners);
+- :func:`compose` ``(a, b, ...)`` applies views left to right, e.g. ``compose(mirror, translate(1, 1))``.
 
-A policy is a list of views. Merging averages the softmax probabilities (``mean_probs``) or the
-logits (``mean_logits``). Logits are computed once per distinct view and shared by all
-policies; a policy's cost is the sum of its views' measured times over the plain prediction's.
+Each view has a readable ``name``; views with the same name are equal, so logits can be keyed by
+view. A bad view raises :class:`ViewError` (a ``ValueError``) where it is detected. A policy is a
+list of views. Merging averages the softmax probabilities (``mean_probs``) or the logits
+(``mean_logits``). Logits are computed once per distinct view and shared by all policies; a
+policy's cost is the sum of its views' measured times over the plain prediction's.
+
+Figures: :func:`draw_gains` and :func:`draw_table` draw on a given axes; :func:`render_panel`
+renders both for the widget panel.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import statistics
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
-from matplotlib.figure import Figure
 
-from ..ui.plots import figure_png
 from ..core.train import predict_logits
+from ..ui.plots import render_png
 
 MERGES = ("mean_probs", "mean_logits")
 CROP_POSITIONS = ("c", "tl", "tr", "bl", "br")
-VIEW_FORMS = ("id", "flip", "shift:DY,DX", "crop:F:POS", "scale:F", "rotate:DEG")
+VIEW_FORMS = ("identity", "mirror", "translate(dx, dy)", "crop(frac, pos)", "scale(f)", "rotate(deg)",
+              "compose(view, ...)")
+
+
+class ViewError(ValueError):
+    """A TTA view that cannot be built or applied; the message lists the views there are."""
+
+    def __init__(self, what: str):
+        super().__init__(f"bad TTA view {what}; the views are {', '.join(VIEW_FORMS)}, with pos one of "
+                         f"{CROP_POSITIONS}")
+
+
+@dataclasses.dataclass(frozen=True)
+class View:
+    """A deterministic transform of a uint8 batch with a readable name; equal by name."""
+    name: str
+    fn: Callable = dataclasses.field(compare=False, repr=False)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+
+def _number(value, what: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ViewError(f"{what}: {value!r} is not a number") from None
+
+
+identity = View("identity", lambda x: x)
+mirror = View("mirror", TF.horizontal_flip)
+
+
+def translate(dx: int, dy: int) -> View:
+    """Content moved ``dx`` pixels right and ``dy`` down, the border filled by reflection."""
+    if not (_number(dx, "translate").is_integer() and _number(dy, "translate").is_integer()):
+        raise ViewError(f"translate({dx!r}, {dy!r}): shifts are whole pixels")
+    dx, dy = int(dx), int(dy)
+    p = max(abs(dx), abs(dy))
+
+    def fn(x):
+        h, w = x.shape[-2:]
+        if p >= min(h, w):
+            raise ViewError(f"translate({dx}, {dy}): a shift must be smaller than the image ({h}x{w})")
+        return TF.crop(TF.pad(x, [p, p, p, p], padding_mode="reflect"), p - dy, p - dx, h, w) if p else x
+    return View(f"translate({dx},{dy})", fn)
+
+
+def crop(frac: float, pos: str = "c") -> View:
+    """The ``frac``-sized crop (of height and width) at ``pos`` (c, tl, tr, bl or br)."""
+    f = _number(frac, "crop")
+    if not 0 < f <= 1 or pos not in CROP_POSITIONS:
+        raise ViewError(f"crop({frac!r}, {pos!r}): frac must be in (0, 1] and pos one of {CROP_POSITIONS}")
+
+    def fn(x):
+        h, w = x.shape[-2:]
+        ch, cw = max(round(h * f), 1), max(round(w * f), 1)
+        top = {"c": (h - ch) // 2, "t": 0, "b": h - ch}[pos[0]]
+        left = {"c": (w - cw) // 2, "l": 0, "r": w - cw}[pos[-1]]
+        return TF.crop(x, top, left, ch, cw)
+    return View(f"crop({f:g},{pos})", fn)
+
+
+def scale(factor: float) -> View:
+    """Resized by ``factor`` (between 0.25 and 4, antialiased), fed at the new size."""
+    f = _number(factor, "scale")
+    if not 0.25 <= f <= 4:
+        raise ViewError(f"scale({factor!r}): the factor must be between 0.25 and 4")
+
+    def fn(x):
+        h, w = x.shape[-2:]
+        return TF.resize(x, [max(round(h * f), 1), max(round(w * f), 1)], antialias=True)
+    return View(f"scale({f:g})", fn)
+
+
+def rotate(degrees: float) -> View:
+    """Rotated by ``degrees`` (counter-clockwise, bilinear, black corners)."""
+    deg = _number(degrees, "rotate")
+    return View(f"rotate({deg:g})", lambda x: TF.rotate(x, deg, interpolation=TF.InterpolationMode.BILINEAR))
+
+
+def compose(*views: View) -> View:
+    """The views applied left to right, named ``a+b``."""
+    if not views or not all(isinstance(v, View) for v in views):
+        raise ViewError(f"compose{views!r}: give one or more views")
+
+    def fn(x):
+        for v in views:
+            x = v(x)
+        return x
+    return View("+".join(v.name for v in views), fn)
+
+
 POLICIES = {
-    "none": ["id"],
-    "flip": ["id", "flip"],
-    "flip+translate": ["id", "flip", "shift:1,1", "shift:-1,-1", "flip+shift:1,1", "flip+shift:-1,-1"],
-    "crops": [f"crop:0.875:{p}" for p in CROP_POSITIONS],
-    "scales": ["id", "scale:0.875", "scale:1.125"],
-    "rotate": ["id", "rotate:15", "rotate:-15"],
+    "none": [identity],
+    "flip": [identity, mirror],
+    "flip+translate": [identity, mirror, translate(1, 1), translate(-1, -1),
+                       compose(mirror, translate(1, 1)), compose(mirror, translate(-1, -1))],
+    "crops": [crop(0.875, p) for p in CROP_POSITIONS],
+    "scales": [identity, scale(0.875), scale(1.125)],
+    "rotate": [identity, rotate(15), rotate(-15)],
 }
 
 
-def _bad_view(view: str, why: str) -> ValueError:
-    return ValueError(f"bad TTA view {view!r} ({why}); a view is one of {VIEW_FORMS} or several "
-                      f"joined by '+', e.g. 'flip+shift:1,1'; POS is one of {CROP_POSITIONS}")
+def policy_names(policies: dict) -> dict:
+    """``{policy: [view name, ...]}``: the policies as plain text, for a results file."""
+    return {p: [v.name for v in views] for p, views in policies.items()}
 
 
-def _apply_one(x: torch.Tensor, op: str, view: str) -> torch.Tensor:
-    name, _, arg = op.partition(":")
-    h, w = x.shape[-2:]
-    try:
-        if name == "id" and not arg:
-            return x
-        if name == "flip" and not arg:
-            return TF.horizontal_flip(x)
-        if name == "shift":
-            dy, dx = (int(v) for v in arg.split(","))
-            p = max(abs(dy), abs(dx))
-            if p >= min(h, w):
-                raise _bad_view(view, f"a shift must be smaller than the image ({h}x{w})")
-            return TF.crop(TF.pad(x, [p, p, p, p], padding_mode="reflect"), p - dy, p - dx, h, w) if p else x
-        if name == "crop":
-            frac, pos = arg.split(":")
-            f = float(frac)
-            if not 0 < f <= 1 or pos not in CROP_POSITIONS:
-                raise _bad_view(view, f"F must be in (0, 1] and POS one of {CROP_POSITIONS}")
-            ch, cw = max(round(h * f), 1), max(round(w * f), 1)
-            top = {"c": (h - ch) // 2, "t": 0, "b": h - ch}[pos[0]]
-            left = {"c": (w - cw) // 2, "l": 0, "r": w - cw}[pos[-1]]
-            return TF.crop(x, top, left, ch, cw)
-        if name == "scale":
-            f = float(arg)
-            if not 0.25 <= f <= 4:
-                raise _bad_view(view, "F must be between 0.25 and 4")
-            return TF.resize(x, [max(round(h * f), 1), max(round(w * f), 1)], antialias=True)
-        if name == "rotate":
-            return TF.rotate(x, float(arg), interpolation=TF.InterpolationMode.BILINEAR)
-    except ValueError as exc:
-        if str(exc).startswith("bad TTA view"):
-            raise
-        raise _bad_view(view, f"could not read {op!r}") from None
-    raise _bad_view(view, f"unknown part {op!r}")
-
-
-def apply_view(x: torch.Tensor, view: str) -> torch.Tensor:
-    """The view ``view`` (see the module doc) of a batch ``x`` (N, 3, H, W), on its device."""
-    for op in view.split("+"):
-        x = _apply_one(x, op.strip(), view)
-    return x
-
-
-def policy_views(policies: dict) -> list[str]:
+def policy_views(policies: dict) -> list[View]:
     """The distinct views that ``policies`` use, in first-use order (each is computed once)."""
     return list(dict.fromkeys(v for views in policies.values() for v in views))
 
@@ -107,15 +163,17 @@ def _sync(device: torch.device) -> None:
 def view_logits(model: torch.nn.Module, x: torch.Tensor, mean, std, views, batch_size: int = 1000):
     """Logits of ``model`` for every view of uint8 images ``x``, and the seconds each view took
     (transform and forward pass). Returns ``(logits, seconds)``, two dicts keyed by view."""
-    for v in views:
-        apply_view(x[:1], v)                          # refuse a bad view before any work
+    for v in views:                                   # refuse a bad view before any work
+        if not isinstance(v, View):
+            raise ViewError(f"{v!r} is not a view (views are functions now, e.g. mirror, not 'flip')")
+        v(x[:1])
     device = next(model.parameters()).device
     predict_logits(model, x[:min(len(x), 64)], mean, std, batch_size)   # warm-up: first calls are slow
     logits, seconds = {}, {}
     for v in views:
         _sync(device)
         t0 = time.perf_counter()
-        out = torch.cat([predict_logits(model, apply_view(x[i:i + batch_size].to(device), v), mean, std, batch_size)
+        out = torch.cat([predict_logits(model, v(x[i:i + batch_size].to(device)), mean, std, batch_size)
                          for i in range(0, len(x), batch_size)])
         _sync(device)
         logits[v], seconds[v] = out, time.perf_counter() - t0
@@ -141,7 +199,7 @@ def tta_predict(model: torch.nn.Module, x: torch.Tensor, mean, std, views, mode:
 def score_policies(logits: dict, seconds: dict, y: torch.Tensor, policies: dict, mode: str = "mean_probs",
                    base: str = "none") -> dict:
     """Per policy: accuracy, gain over policy ``base``, how many predictions TTA turned from wrong
-    to right and from right to wrong, and cost (its views' time over the plain ``id`` view's)."""
+    to right and from right to wrong, and cost (its views' time over the :data:`identity` view's)."""
     y = y.to(next(iter(logits.values())).device)
     preds = {p: merge([logits[v] for v in views], mode).argmax(1) for p, views in policies.items()}
     ok_base = preds[base] == y
@@ -150,11 +208,11 @@ def score_policies(logits: dict, seconds: dict, y: torch.Tensor, policies: dict,
         ok = pred == y
         out[p] = {"acc": float(ok.float().mean()), "gain": float(ok.float().mean() - ok_base.float().mean()),
                   "wrong_to_right": int((ok & ~ok_base).sum()), "right_to_wrong": int((~ok & ok_base).sum()),
-                  "cost": sum(seconds[v] for v in policies[p]) / seconds["id"], "views": len(policies[p])}
+                  "cost": sum(seconds[v] for v in policies[p]) / seconds[identity], "views": len(policies[p])}
     return out
 
 
-def summarize(per_model: list) -> dict:
+def mean_over_models(per_model: list) -> dict:
     """Mean and model-to-model spread of ``score_policies`` results over several models:
     ``{policy: {"acc", "gain", "gain_sd", "gains", "wrong_to_right", "right_to_wrong", "cost"}}``."""
     out = {}
@@ -170,7 +228,7 @@ def summarize(per_model: list) -> dict:
 
 
 def table_rows(summary: dict) -> list[str]:
-    """A text table of a ``summarize`` result (accuracy, gain ± spread in points, flips, cost)."""
+    """A text table of a :func:`mean_over_models` result (accuracy, gain ± spread in points, flips, cost)."""
     rows = [f"{'policy':15s} {'views':>5s} {'accuracy':>9s} {'gain (points)':>15s} {'wrong->right':>13s} "
             f"{'right->wrong':>13s} {'cost':>6s}"]
     for p, s in summary.items():
@@ -195,12 +253,9 @@ def pair_ensemble_gains(plain_logits: list, y: torch.Tensor, mode: str = "mean_p
     return [acc(merge([a, b], mode)) - (acc(a) + acc(b)) / 2 for a, b in itertools.combinations(plain_logits, 2)]
 
 
-def gains_figure(summaries: dict, title: str = "") -> Figure:
+def draw_gains(ax, summaries: dict, title: str = "") -> None:
     """Bar chart of accuracy gain (points, ± model-to-model spread) per policy, one bar group per
-    entry of ``summaries`` ``{label: summarize(...)}``, with each policy's cost on the x axis.
-    Built without pyplot, so a widget's background thread can draw it."""
-    fig = Figure(figsize=(10, 3.8))
-    ax = fig.subplots()
+    entry of ``summaries`` ``{label: mean_over_models(...)}``, with each policy's cost on the x axis."""
     labels = list(summaries)
     policies = [p for p in next(iter(summaries.values())) if p != "none"]
     width = 0.8 / max(len(labels), 1)
@@ -215,17 +270,20 @@ def gains_figure(summaries: dict, title: str = "") -> Figure:
     ax.set(ylabel="accuracy gain over no TTA (points)", title=title or "TTA: gain per policy (mean ± spread over models)")
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+
+
+def draw_table(ax, summary: dict) -> None:
+    """The :func:`table_rows` of ``summary`` as monospaced text filling ``ax``."""
+    ax.set_axis_off()
+    ax.text(0, 0.5, "\n".join(table_rows(summary)), family="monospace", fontsize=8, va="center",
+            transform=ax.transAxes)
 
 
 def render_panel(result: dict, title: str = "") -> bytes:
     """PNG for the widget panel: the gains chart above the text table of ``result["summary"]``."""
-    fig = gains_figure({result["label"]: result["summary"]}, title)
-    fig.set_size_inches(10, 5.5)
-    fig.subplots_adjust(bottom=0.36)
-    fig.text(0.01, 0.02, "\n".join(table_rows(result["summary"])), family="monospace", fontsize=8)
-    return figure_png(fig)
+    return render_png([lambda ax, r: draw_gains(ax, {r["label"]: r["summary"]}),
+                       lambda ax, r: draw_table(ax, r["summary"])],
+                      result, title, size=(10, 5.5), gridspec_kw={"height_ratios": [2.2, 1]})
 
 
 def widget_spec(policies: dict, groups, merge_mode: str = "mean_probs") -> dict:
@@ -244,5 +302,5 @@ def panel_result(params: dict, policies: dict, outputs: dict, y: torch.Tensor) -
     if len(chosen) == 1:
         raise ValueError("tick at least one policy")
     per_model = [score_policies(lg, sec, y, chosen, params["merge"]) for lg, sec in outputs[params["models"]]]
-    return {"label": f"models trained {params['models']}, {params['merge']}", "summary": summarize(per_model),
+    return {"label": f"models trained {params['models']}, {params['merge']}", "summary": mean_over_models(per_model),
             "stopped": None}

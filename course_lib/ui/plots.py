@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 
 import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 import numpy as np
 import torch
 
@@ -180,3 +181,26 @@ def live_curves(every: str = "epoch"):
 
     return callback
 
+
+
+def render_png(draw, result, title: str = "", ncols: int = 1, size=(8, 4), **subplot_kw) -> bytes:
+    """PNG bytes of ``draw(ax, result)`` on a new figure, for the widget panels' image.
+
+    ``draw`` is one function or a list of them, one per axes, laid out in ``ncols`` columns;
+    ``subplot_kw`` goes to ``Figure.subplots`` (e.g. ``gridspec_kw``). ``title`` becomes the
+    figure's title. The figure is built without pyplot, so a panel's background thread may call
+    this while the notebook draws its own figures.
+    """
+    draws = list(draw) if isinstance(draw, (list, tuple)) else [draw]
+    fig = Figure(figsize=size)
+    axes = fig.subplots(-(-len(draws) // ncols), ncols, squeeze=False, **subplot_kw).flat
+    for i, ax in enumerate(axes):
+        if i < len(draws):
+            draws[i](ax, result)
+        else:
+            ax.set_axis_off()
+    course_look(fig)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return figure_png(fig)

@@ -7,16 +7,16 @@ import pytest
 
 from course_lib.core.models import small_cnn
 from course_lib.lessons.batch_size_lr_coupling import (best_lr, fit_slope, good_lr_window, grid_matrix, lr_grid,
-                               run_grid, time_to_target)
+                                                       time_to_target, train_bs_lr_grid)
 
 
 def tiny_model():
     return small_cnn(widths=(8, 16), hidden=16, num_classes=3)
 
 
-def test_run_grid_covers_the_grid_reports_and_stops(tiny):
+def test_train_bs_lr_grid_covers_the_grid_reports_and_stops(tiny):
     model, reports = tiny_model(), []
-    res = run_grid(model, tiny, [16, 32], [0.01, 0.1], seeds=(0,), epochs=1, report=lambda r: reports.append(len(r)))
+    res = train_bs_lr_grid(model, tiny, [16, 32], [0.01, 0.1], seeds=(0,), epochs=1, report=lambda r: reports.append(len(r)))
     assert [(r["batch_size"], r["lr"]) for r in res] == [(16, 0.01), (16, 0.1), (32, 0.01), (32, 0.1)]
     assert reports == [1, 2, 3, 4]
     m = grid_matrix(res, [16, 32], [0.01, 0.1])
@@ -26,11 +26,11 @@ def test_run_grid_covers_the_grid_reports_and_stops(tiny):
     def stop_after_first_run():
         calls["n"] += 1
         return len(reports) >= 5
-    res2 = run_grid(model, tiny, [16, 32], [0.01, 0.1], epochs=1, report=lambda r: reports.append(len(r)),
+    res2 = train_bs_lr_grid(model, tiny, [16, 32], [0.01, 0.1], epochs=1, report=lambda r: reports.append(len(r)),
                     should_stop=stop_after_first_run)
     assert len(res2) == 1
     with pytest.raises(ValueError, match="at least one value"):
-        run_grid(model, tiny, [], [0.1])
+        train_bs_lr_grid(model, tiny, [], [0.1])
 
 
 def test_lr_grid_is_log_spaced_and_checks_its_range():

@@ -1,8 +1,8 @@
 """Notebook 03's helpers: the configuration table, where dropout sits, train-mode-at-test
 evaluation (DO-5), the training/measurement wrapper and the two extra verdict rules."""
-import matplotlib.pyplot as plt
 import pytest
 import torch
+from matplotlib.figure import Figure
 from torch import nn
 
 from course_lib.lessons import dropout_placement as D
@@ -101,18 +101,18 @@ def test_train_config_measures_train_in_eval_mode_and_the_gap(tiny):
     assert same["val_loss"] == r["val_loss"] and "model" not in same
 
 
-def test_run_grid_runs_every_configuration_per_seed_and_keeps_only_asked_models(tiny):
+def test_train_configs_runs_every_configuration_per_seed_and_keeps_only_asked_models(tiny):
     configs = {"none": TINY, "head": {**TINY, "head_dropout": 0.5}}
-    res = D.run_grid(configs, tiny, seeds=[0, 1], keep=("head",), progress=False, epochs=1,
-                     widths=(8,), batch_size=32)
+    res = D.train_configs(configs, tiny, seeds=[0, 1], keep=("head",), progress=False, epochs=1,
+                          widths=(8,), batch_size=32)
     assert [len(res[n]) for n in configs] == [2, 2]
     assert all("model" in r for r in res["head"]) and not any("model" in r for r in res["none"])
-    rows = D.summary_rows(res)
+    rows = D.config_stats(res)
     assert rows[0]["config"] == "none" and rows[0]["runs"] == 2
     assert "head" in D.format_table(rows)
-    fig = D.plot_results(res, "(tiny)")
-    assert len(fig.axes) == 2
-    plt.close(fig)
+    fig = Figure()
+    D.draw_results(fig.subplots(1, 2), res, "(tiny)")
+    assert [len(ax.get_lines()) > 0 for ax in fig.axes] == [True, True]
 
 
 def test_run_for_panel_stops_when_asked_and_reports_final_accuracies(tiny):
@@ -125,11 +125,11 @@ def test_run_for_panel_stops_when_asked_and_reports_final_accuracies(tiny):
     assert D.result_png(hist, "run")[:4] == b"\x89PNG"
 
 
-def test_placement_plot_has_one_row_per_configuration():
+def test_placement_drawing_has_one_row_per_configuration():
     models = {name: small_cnn(**kw) for name, kw in D.configurations().items()}
-    fig = D.plot_placement(models)
-    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == list(models)
-    plt.close(fig)
+    ax = Figure().subplots()
+    D.draw_placement(ax, models)
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(models)
 
 
 def test_best_of_picks_the_highest_mean():

@@ -131,6 +131,6 @@ def test_run_selected_trains_the_ticked_arms_and_stops_on_request(tiny):
     assert stopped["stopped"] == "requested" and list(stopped["histories"]) == ["constant"]
 
 
-def test_summary_rows_give_mean_and_seed_spread():
-    rows = lr_study.summary_rows({"cosine": {"final": [0.5, 0.6], "best": [0.6, 0.6], "best_epoch": [3, 4]}})
+def test_accuracy_table_gives_mean_and_seed_spread():
+    rows = lr_study.accuracy_table({"cosine": {"final": [0.5, 0.6], "best": [0.6, 0.6], "best_epoch": [3, 4]}})
     assert rows[1].split() == ["cosine", "55.00", "±", "7.07", "%", "60.00", "±", "0.00", "%", "[3,", "4]"]

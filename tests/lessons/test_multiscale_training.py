@@ -2,6 +2,7 @@
 too), per-batch and per-sample random scales are seeded, the training loop behaves like fit."""
 import pytest
 import torch
+from matplotlib.figure import Figure
 
 from course_lib.lessons import multiscale_training as MS
 from course_lib.core.data import make_generator
@@ -160,8 +161,10 @@ def test_restoration_error_is_zero_at_native_size_and_grows_when_shrinking():
 
 def test_figures_render(tiny):
     x = tiny["val_x"][:3]
-    fig = MS.scale_grid(x, [8, 16, 24], tiny["val_y"][:3], ["a", "b", "c"], restore=True)
-    assert len(fig.axes) == 9
+    axes = Figure().subplots(3, 3, squeeze=False)
+    MS.draw_scale_grid(axes, x, [8, 16, 24], tiny["val_y"][:3], ["a", "b", "c"], restore=True)
+    assert [ax.get_title().split("\n")[0] for ax in axes[0]] == ["8 px", "16 px", "24 px"]
+    assert [ax.get_ylabel() for ax in axes[:, 0]] == [["a", "b", "c"][int(v)] for v in tiny["val_y"][:3]]
     h = MS.fit_multiscale(tiny_model(), tiny, epochs=1, batch_size=30, size=24, progress=False)
     assert MS.render_multiscale(h, "t").startswith(b"\x89PNG")
     h["test_res"] = {16: 0.3, 24: 0.5}

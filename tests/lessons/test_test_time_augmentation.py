@@ -28,43 +28,56 @@ def model(seed=0):
 
 
 def test_views_keep_batch_and_channels_and_move_pixels_as_named(x):
-    assert torch.equal(tta.apply_view(x, "id"), x)
-    assert torch.equal(tta.apply_view(x, "flip"), x.flip(-1))
-    s = tta.apply_view(x, "shift:2,-3")                      # content 2 px down, 3 px left
+    assert torch.equal(tta.identity(x), x)
+    assert torch.equal(tta.mirror(x), x.flip(-1))
+    s = tta.translate(-3, 2)(x)                              # content 3 px left, 2 px down
     assert s.shape == x.shape and s.dtype == torch.uint8
     assert torch.equal(s[..., 2:, :W - 3], x[..., :H - 2, 3:])
-    assert tta.apply_view(x, "crop:0.75:br").shape == (12, 3, 18, 24)
-    assert torch.equal(tta.apply_view(x, "crop:0.75:tl"), x[..., :18, :24])
-    assert torch.equal(tta.apply_view(x, "crop:0.5:c"), x[..., 6:18, 8:24])
-    assert tta.apply_view(x, "scale:1.5").shape == (12, 3, 36, 48)
-    assert tta.apply_view(x, "rotate:15").shape == x.shape
-    assert torch.equal(tta.apply_view(x, "flip+shift:1,1"), tta.apply_view(tta.apply_view(x, "flip"), "shift:1,1"))
+    assert tta.crop(0.75, "br")(x).shape == (12, 3, 18, 24)
+    assert torch.equal(tta.crop(0.75, "tl")(x), x[..., :18, :24])
+    assert torch.equal(tta.crop(0.5, "c")(x), x[..., 6:18, 8:24])
+    assert tta.scale(1.5)(x).shape == (12, 3, 36, 48)
+    assert tta.rotate(15)(x).shape == x.shape
+    both = tta.compose(tta.mirror, tta.translate(1, 1))
+    assert torch.equal(both(x), tta.translate(1, 1)(tta.mirror(x)))
 
 
-@pytest.mark.parametrize("view", ["mirror", "shift:1", "crop:1.5:c", "crop:0.5:middle", "scale:9", "shift:30,0",
-                                  "flip:2", "rotate:abc"])
-def test_bad_views_are_refused_with_the_forms_allowed(x, view):
-    with pytest.raises(ValueError, match=r"bad TTA view .*a view is one of \('id', 'flip'"):
-        tta.apply_view(x, view)
+def test_views_have_readable_names_and_equal_views_share_logits():
+    assert [v.name for v in tta.POLICIES["flip+translate"]] == [
+        "identity", "mirror", "translate(1,1)", "translate(-1,-1)", "mirror+translate(1,1)", "mirror+translate(-1,-1)"]
+    assert tta.translate(1, 1) == tta.translate(1, 1) and len({tta.scale(0.5), tta.scale(0.5)}) == 1
+    assert tta.policy_names({"p": [tta.identity, tta.crop(0.875, "tl")]}) == {"p": ["identity", "crop(0.875,tl)"]}
+
+
+@pytest.mark.parametrize("make", [lambda: tta.crop(1.5, "c"), lambda: tta.crop(0.5, "middle"), lambda: tta.scale(9),
+                                  lambda: tta.rotate("abc"), lambda: tta.translate(0.5, 0), lambda: tta.compose()])
+def test_bad_views_are_refused_with_the_views_there_are(make):
+    with pytest.raises(tta.ViewError, match=r"bad TTA view .*; the views are identity, mirror, translate"):
+        make()
+
+
+def test_a_shift_as_large_as_the_image_is_refused_when_applied(x):
+    with pytest.raises(ValueError, match=r"translate\(30, 0\): a shift must be smaller than the image \(24x32\)"):
+        tta.translate(30, 0)(x)
 
 
 def test_identity_policy_is_plain_prediction(x):
     m = model()
-    probs = tta.tta_predict(m, x, MEAN, STD, ["id"])
+    probs = tta.tta_predict(m, x, MEAN, STD, [tta.identity])
     from course_lib.core.train import predict_logits
     assert torch.allclose(probs, predict_logits(m, x, MEAN, STD).softmax(1), atol=1e-6)
-    assert torch.allclose(tta.tta_predict(m, x, MEAN, STD, ["id"], mode="mean_logits"), probs, atol=1e-6)
+    assert torch.allclose(tta.tta_predict(m, x, MEAN, STD, [tta.identity], mode="mean_logits"), probs, atol=1e-6)
 
 
 def test_flip_tta_of_a_flip_invariant_model_changes_nothing(x):
     torch.manual_seed(0)
     invariant = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 5))   # mean colour: no left/right
-    plain = tta.tta_predict(invariant, x, MEAN, STD, ["id"])
-    flipped = tta.tta_predict(invariant, x, MEAN, STD, ["id", "flip"])
+    plain = tta.tta_predict(invariant, x, MEAN, STD, [tta.identity])
+    flipped = tta.tta_predict(invariant, x, MEAN, STD, [tta.identity, tta.mirror])
     assert torch.allclose(plain, flipped, atol=1e-6) and torch.equal(plain.argmax(1), flipped.argmax(1))
     # and a model that is not invariant does change
-    assert not torch.allclose(tta.tta_predict(model(), x, MEAN, STD, ["id", "flip"]),
-                              tta.tta_predict(model(), x, MEAN, STD, ["id"]), atol=1e-4)
+    assert not torch.allclose(tta.tta_predict(model(), x, MEAN, STD, [tta.identity, tta.mirror]),
+                              tta.tta_predict(model(), x, MEAN, STD, [tta.identity]), atol=1e-4)
 
 
 def test_batched_tta_matches_per_image_tta(x):
@@ -86,22 +99,26 @@ def test_merge_modes_differ_and_are_checked():
 def test_score_counts_flips_and_cost():
     y = torch.tensor([0, 1, 1, 0])
     one_hot = lambda labels: torch.nn.functional.one_hot(torch.tensor(labels), 2).float() * 5
-    logits = {"id": one_hot([0, 0, 1, 1]), "flip": one_hot([0, 1, 0, 0]) * 3}   # flip dominates the merge
-    seconds = {"id": 1.0, "flip": 1.5}
-    s = tta.score_policies(logits, seconds, y, {"none": ["id"], "flip": ["id", "flip"]}, "mean_logits")
+    ident, flip = tta.identity, tta.mirror
+    logits = {ident: one_hot([0, 0, 1, 1]), flip: one_hot([0, 1, 0, 0]) * 3}   # flip dominates the merge
+    seconds = {ident: 1.0, flip: 1.5}
+    s = tta.score_policies(logits, seconds, y, {"none": [ident], "flip": [ident, flip]}, "mean_logits")
     assert s["none"]["acc"] == 0.5 and s["flip"]["acc"] == 0.75 and s["flip"]["gain"] == 0.25
     assert s["flip"]["wrong_to_right"] == 2 and s["flip"]["right_to_wrong"] == 1
     assert s["flip"]["cost"] == pytest.approx(2.5) and s["none"]["cost"] == 1.0
-    summ = tta.summarize([s, s])
+    summ = tta.mean_over_models([s, s])
     assert summ["flip"]["gain"] == 0.25 and summ["flip"]["gain_sd"] == 0.0 and summ["flip"]["gains"] == [0.25, 0.25]
     assert tta.table_rows(summ)[2].startswith("flip")
 
 
 def test_view_logits_times_every_view_and_refuses_bad_ones_first(x):
-    logits, seconds = tta.view_logits(model(), x, MEAN, STD, ["id", "scale:0.5"])
-    assert logits["id"].shape == logits["scale:0.5"].shape == (12, 5) and all(t > 0 for t in seconds.values())
-    with pytest.raises(ValueError, match="bad TTA view 'warp'"):
-        tta.view_logits(model(), x, MEAN, STD, ["id", "warp"])
+    logits, seconds = tta.view_logits(model(), x, MEAN, STD, [tta.identity, tta.scale(0.5)])
+    assert logits[tta.identity].shape == logits[tta.scale(0.5)].shape == (12, 5)
+    assert all(t > 0 for t in seconds.values())
+    with pytest.raises(tta.ViewError, match="'flip' is not a view"):
+        tta.view_logits(model(), x, MEAN, STD, [tta.identity, "flip"])
+    with pytest.raises(tta.ViewError, match="a shift must be smaller"):
+        tta.view_logits(model(), x, MEAN, STD, [tta.identity, tta.translate(0, 24)])
 
 
 def test_per_class_accuracy_and_pair_ensembles():
