@@ -194,7 +194,7 @@ def _same(a, b):
 
 
 def test_checking_every_4_steps_gives_the_same_history_as_every_step(tiny):
-    kw = dict(data=tiny, grad_clip=0.5, label_smoothing=0.1)  # clipping happens on the device
+    kw = {"data": tiny, "grad_clip": 0.5, "label_smoothing": 0.1}  # clipping happens on the device
     every, deferred = _run(1, **kw), _run(4, **kw)
     for key in ("lr", "loss", "grad_norm"):
         assert deferred["step"][key] == every["step"][key]
@@ -231,7 +231,7 @@ def test_a_planted_nan_at_step_7_is_reported_at_step_7_with_the_same_message(tin
     torch.manual_seed(0)
     reference = nn.Sequential(OrderedDict(conv=nn.Conv2d(3, 4, 3), bad_log=LogPlus100(),
                                           pool=nn.AdaptiveAvgPool2d(1), flat=nn.Flatten(), fc=nn.Linear(4, 3)))
-    kw = dict(epochs=2, batch_size=16, lr=0.01, progress=False, schedule="constant")
+    kw = {"epochs": 2, "batch_size": 16, "lr": 0.01, "progress": False, "schedule": "constant"}
     with pytest.raises(NonFiniteLossError) as ref:
         fit(reference, tiny, batch_transform=_plant_at(7), sync_every=1, **kw)
     with pytest.raises(NonFiniteLossError) as err:
