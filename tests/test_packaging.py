@@ -6,9 +6,10 @@ import signal
 import socket
 import subprocess
 import time
-import tomllib
 import urllib.request
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 CONDA_NAMES = {"pytorch": "torch"}

@@ -7,13 +7,13 @@ or the backward pass.
   in one batched pass; :func:`scan_one_by_one` is document D's way (batch size 1, no shuffling)
   for comparison.
 - :func:`layer_grad_norms`: the gradient norm of each layer (exploding or vanishing gradients).
-- :func:`train_until_nonfinite`: a short training loop that stops at the first non-finite loss
-  *or gradient* and runs the finder on the failing batch.
 - :func:`anomaly_check` and :func:`overhead`: what ``torch.autograd.detect_anomaly`` reports
   and what it costs, next to the finder.
 
 ``fit`` calls :func:`describe_nonfinite` when the loss stops being finite, so its error names
-the step, the learning rate and the first module whose output was not finite.
+the step, the learning rate and the first module whose output was not finite. (Training until
+the first non-finite value, with the finder run on the failing batch, is notebook 09's
+``lessons.nan_debugging.train_until_nonfinite``: ``fit`` plus handling of its error.)
 """
 from __future__ import annotations
 
@@ -34,7 +34,9 @@ def first_nonfinite_module(model: nn.Module, x: torch.Tensor) -> dict | None:
     """Run one forward pass with hooks on every leaf module and return the first (in execution
     order) whose output contains NaN or Inf: ``{"name", "type", "shape", "nan", "inf"}``.
 
-    Returns None if every module's output is finite. The pass runs without gradients.
+    Returns None if every module's output is finite. The pass runs without gradients and leaves
+    the model (batch-norm statistics) and the RNG (dropout) as they were, so a diagnosis in ``fit``
+    changes nothing that follows it.
     """
     found = []
 
@@ -51,8 +53,9 @@ def first_nonfinite_module(model: nn.Module, x: torch.Tensor) -> dict | None:
 
     handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules()
                if n and not list(m.children())]
+    cuda = [x.device] if x.device.type == "cuda" else []
     try:
-        with torch.no_grad():
+        with torch.no_grad(), preserved(model), torch.random.fork_rng(devices=cuda):
             model(x)
     finally:
         for h in handles:

@@ -11,7 +11,6 @@ from torch import nn
 
 from .train import NonFiniteLossError, evaluate, fit, raise_if_interrupted
 
-
 REINITS = {"kaiming": lambda w: nn.init.kaiming_normal_(w, nonlinearity="relu"),
            "xavier": nn.init.xavier_normal_}
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch.optim import lr_scheduler as S
 
-SCHEDULES = ("constant", "step", "cosine", "cosine_restarts", "onecycle", "linear", "plateau")
+SCHEDULES = ("constant", "step", "cosine", "cosine_restarts", "onecycle", "linear", "plateau", "exponential")
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, name: str, total_steps: int,
@@ -19,8 +19,9 @@ def make_scheduler(optimizer: torch.optim.Optimizer, name: str, total_steps: int
     ``SequentialLR``. Extra keywords: ``step`` takes ``step_epochs`` (default a third of the run)
     and ``gamma`` (0.1); ``cosine_restarts`` takes ``T_0`` (steps, default a quarter of the run)
     and ``T_mult`` (1); ``plateau`` takes ``factor`` (0.1) and ``patience`` (epochs, 2);
-    ``onecycle`` takes ``pct_start`` (0.25). ``warmup_steps`` is ignored by ``onecycle``, which
-    has its own.
+    ``onecycle`` takes ``pct_start`` (0.25); ``exponential`` multiplies the LR by ``gamma`` every
+    step (required; above 1 it grows, as in the LR range test). ``warmup_steps`` is ignored by
+    ``onecycle``, which has its own.
     """
     if name not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {name!r}")
@@ -33,6 +34,9 @@ def make_scheduler(optimizer: torch.optim.Optimizer, name: str, total_steps: int
         pct = min(max(kw.get("pct_start", 0.25), 1.5 / total_steps), 0.5)
         return S.OneCycleLR(optimizer, max_lr=peak, total_steps=total_steps, pct_start=pct,
                             anneal_strategy="linear", cycle_momentum=False)
+    if name == "exponential" and "gamma" not in kw:
+        raise ValueError("schedule 'exponential' needs gamma, the factor applied to the LR every step "
+                         "(e.g. schedule_kw={'gamma': 1.05})")
     if name == "plateau":
         return S.ReduceLROnPlateau(optimizer, factor=kw.get("factor", 0.1), patience=kw.get("patience", 2))
     main_steps = max(total_steps - warmup_steps, 1)
@@ -41,6 +45,8 @@ def make_scheduler(optimizer: torch.optim.Optimizer, name: str, total_steps: int
     elif name == "step":
         step_size = kw.get("step_epochs", max(main_steps // steps_per_epoch // 3, 1)) * steps_per_epoch
         main = S.StepLR(optimizer, step_size=step_size, gamma=kw.get("gamma", 0.1))
+    elif name == "exponential":
+        main = S.ExponentialLR(optimizer, gamma=kw["gamma"])
     elif name == "cosine":
         main = S.CosineAnnealingLR(optimizer, T_max=main_steps)
     elif name == "cosine_restarts":

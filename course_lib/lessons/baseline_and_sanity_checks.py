@@ -39,6 +39,7 @@ def overfit_batch(model: nn.Module, data: dict, n_images: int = 64, steps: int =
     opt = make_optimizer(model, optimizer, lr=lr, weight_decay=0.0)
     model.train()
     out = {"loss": [], "acc": []}
+    # Deliberately not train.fit: one fixed batch, no shuffling or augmentation, so the loop is bare.
     for _ in range(steps):
         logits = model(x)
         loss = F.cross_entropy(logits, y)

@@ -18,9 +18,9 @@ import torch
 from sklearn.model_selection import LeaveOneOut, StratifiedShuffleSplit, train_test_split
 
 from ..core.data import stratified_subset
+from ..core.train import fit
 from ..core.validation import cross_validate, labels
 from ..ui.plots import render_png
-from ..core.train import fit
 
 
 def pool_subset(data: dict, size: int, seed: int = 0) -> dict:

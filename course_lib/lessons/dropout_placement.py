@@ -137,10 +137,14 @@ def subset(data: dict, n: int | None, seed: int = 0) -> dict:
 
 
 def train_config(config: dict, data: dict, epochs: int, seed: int = 0, widths=(32, 64, 128),
-                 lr: float = 0.05, batch_size: int = 64, weight_decay: float = 5e-4, aug: bool = False,
-                 n_train_eval: int = 2000, curve_val_n: int | None = None, keep_model: bool = False,
-                 callbacks=(), should_stop=None, progress: bool = False) -> dict:
+                 lr: float = 0.05, batch_size: int = 64, aug: bool = False, n_train_eval: int = 2000,
+                 curve_val_n: int | None = None, keep_model: bool = False, progress: bool = False,
+                 **fit_kw) -> dict:
     """Train ``small_cnn(widths, **config)`` on ``data`` (SGD + one-cycle) and measure it.
+
+    ``fit_kw`` go to ``train.fit`` (``weight_decay``, ``callbacks``, ``should_stop``, ...); the
+    arguments listed here are the ones whose defaults differ from ``fit``'s or that this
+    function uses itself.
 
     Returns ``history`` (per-epoch val loss curves), ``train_acc`` measured in eval mode on up
     to ``n_train_eval`` training images without augmentation (the accuracy the model has on what
@@ -152,8 +156,8 @@ def train_config(config: dict, data: dict, epochs: int, seed: int = 0, widths=(3
     torch.manual_seed(seed)
     model = small_cnn(widths=widths, **config).to(data["train_x"].device)
     curve_data = {**data, "val_x": data["val_x"][:curve_val_n], "val_y": data["val_y"][:curve_val_n]}
-    hist = fit(model, curve_data, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-               aug=aug, seed=seed, callbacks=callbacks, should_stop=should_stop, progress=progress)
+    hist = fit(model, curve_data, epochs=epochs, batch_size=batch_size, lr=lr, aug=aug, seed=seed,
+               progress=progress, **fit_kw)
     raise_if_interrupted(hist, "a dropout configuration")
     tr = evaluate(model, data["train_x"][:n_train_eval], data["train_y"][:n_train_eval],
                   data["mean"], data["std"])

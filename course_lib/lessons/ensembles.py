@@ -28,9 +28,9 @@ import time
 import numpy as np
 import torch
 
-from ..ui.plots import render_png
 from ..core.train import predict_logits
 from ..core.validation import accuracy, check_probs
+from ..ui.plots import render_png
 
 RULES = ("vote", "average", "confidence")
 

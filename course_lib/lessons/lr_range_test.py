@@ -3,8 +3,9 @@
 - :func:`lr_range_test` (document A 八.7, Leslie Smith's test): start near 1e-7, multiply the LR
   by a constant factor every step (``torch.optim.lr_scheduler.ExponentialLR``), record the
   smoothed loss, stop when it diverges, then restore the model **and** the optimizer exactly.
-  Written here because ``torch-lr-finder`` is built around a DataLoader, while the course's
-  batches come from a device-resident generator (``data.train_batches``).
+  It is ``train.fit`` with that schedule and a divergence stop, as fastai builds its LR finder
+  on its one fit loop (``torch-lr-finder`` is built around a DataLoader, while the course's
+  batches come from a device-resident generator, ``data.train_batches``).
 - :func:`suggest_lrs`: the two common readings of the curve (steepest descent; minimum / 10),
   :func:`hook_shape`: is the curve hook-shaped (falls, bottoms out, rises)?
 - :func:`loss_symptom`: what a training-loss curve says about the LR (falling, rising,
@@ -24,14 +25,11 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..core.claims import compare
-from ..core.data import make_generator, train_batches
-from ..core.claims import all_of
+from ..core.claims import all_of, compare
 from ..core.runs import train_and_score
-from ..core.train import autocast_for, make_optimizer
+from ..core.train import NonFiniteLossError, fit, raise_if_interrupted
 from ..ui.plots import render_png
 
 
@@ -61,20 +59,21 @@ def _steps_and_factor(start_lr, end_lr, factor, num_steps):
 
 def lr_range_test(model: nn.Module, data: dict, start_lr: float = 1e-7, end_lr: float = 10.0,
                   factor: float | None = None, num_steps: int | None = None, batch_size: int = 128,
-                  optimizer: str = "sgd", opt: torch.optim.Optimizer | None = None,
-                  momentum: float = 0.9, weight_decay: float = 5e-4, smoothing: float = 0.98,
-                  diverge: float = 4.0, seed: int = 0, aug: bool = True, channels_last: bool = True,
-                  should_stop=None, report=None, report_every: int = 10) -> dict:
+                  opt: torch.optim.Optimizer | None = None, smoothing: float = 0.98, diverge: float = 4.0,
+                  should_stop=None, report=None, report_every: int = 10, **fit_kw) -> dict:
     """Train with an exponentially growing LR and record the loss; leave model and optimizer as found.
 
-    The LR starts at ``start_lr`` and is multiplied by ``factor`` every step (default 1.05, or
-    the factor that reaches ``end_lr`` in ``num_steps`` steps). The loss is smoothed with a
-    bias-corrected exponential moving average (``smoothing``); the test stops when the smoothed
-    loss exceeds ``diverge`` times its minimum, when the loss is not finite, at ``end_lr``, or
+    This is ``train.fit`` with the ``exponential`` schedule and a divergence stop. The LR starts at
+    ``start_lr`` and is multiplied by ``factor`` every step (default 1.05, or the factor that
+    reaches ``end_lr`` in ``num_steps`` steps). The loss is smoothed with a bias-corrected
+    exponential moving average (``smoothing``); the test stops when the smoothed loss exceeds
+    ``diverge`` times its minimum, when the loss or a gradient is not finite, at ``end_lr``, or
     when ``should_stop()`` returns True. ``opt`` is the caller's optimizer (its groups keep their
-    LR ratios); otherwise a fresh ``optimizer`` is made. Model parameters and buffers, the
-    optimizer's state and hyperparameters, the train/eval mode and the global RNG are restored
-    afterwards, so the test never leaves the model trained.
+    LR ratios); otherwise ``fit`` makes one (``fit_kw``: ``optimizer``, ``momentum``,
+    ``weight_decay``, ``seed``, ``aug``, ...). Model parameters and buffers, the optimizer's state
+    and hyperparameters, the train/eval mode and the global RNG are restored afterwards, so the
+    test never leaves the model trained. The stop button stops it (KeyboardInterrupt) after the
+    restore.
 
     Returns ``{"lr", "loss", "smoothed"}`` lists (one entry per step), ``"ended"`` (how the test
     ended: "diverged", "nonfinite", "end_lr" or "requested"), ``"stopped"`` ("requested" when the
@@ -93,64 +92,58 @@ def lr_range_test(model: nn.Module, data: dict, start_lr: float = 1e-7, end_lr: 
     was_training = model.training
     result = {"lr": [], "loss": [], "smoothed": [], "ended": "running", "stopped": None, "factor": factor,
               "start_lr": start_lr, "end_lr": end_lr, "batch_size": batch_size}
-    rng_devices = [device] if device.type == "cuda" else []
+    avg = {"ema": 0.0, "best": math.inf}
+
+    def record(lr, loss):  # smoothed loss and the divergence test; report() every report_every steps
+        n = len(result["loss"]) + 1
+        avg["ema"] = smoothing * avg["ema"] + (1 - smoothing) * loss
+        smoothed = avg["ema"] / (1 - smoothing ** n)
+        result["lr"].append(lr)
+        result["loss"].append(loss)
+        result["smoothed"].append(smoothed)
+        avg["best"] = min(avg["best"], smoothed)
+        if n > 1 and smoothed > diverge * avg["best"]:
+            result["ended"] = "diverged"
+        elif report is not None and n % report_every == 0:
+            report(result)
+
+    def stop():  # fit's should_stop: the divergence stop, then the user's
+        if result["ended"] == "diverged":
+            return True
+        if should_stop is not None and should_stop():
+            result["ended"] = result["stopped"] = "requested"
+            return True
+        return False
+
+    def on_step(event, hist, _model):
+        if event == "step":
+            record(hist["step"]["lr"][-1], hist["step"]["loss"][-1])
+
+    if opt is not None:
+        base = opt.param_groups[0]["lr"]
+        for g in opt.param_groups:  # keep per-group LR ratios
+            g["lr"] = start_lr * g["lr"] / base
+    callbacks = [on_step, *fit_kw.pop("callbacks", ())]
     try:
-        with torch.random.fork_rng(devices=rng_devices):
-            torch.manual_seed(seed)
-            if channels_last:
-                model.to(memory_format=torch.channels_last)
-            test_opt = opt or make_optimizer(model, optimizer, start_lr, momentum, weight_decay)
-            base = test_opt.param_groups[0]["lr"]
-            for g in test_opt.param_groups:  # keep per-group LR ratios
-                g["lr"] = start_lr * g["lr"] / base
-            sched = torch.optim.lr_scheduler.ExponentialLR(test_opt, gamma=factor)
-            _run_range_test(model, data, test_opt, sched, num_steps, batch_size, smoothing, diverge,
-                            make_generator(seed, device), aug, channels_last, device, result,
-                            should_stop, report, report_every)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            # sync_every=1: the divergence stop reads every step's loss anyway
+            hist = fit(model, data, epochs=None, max_steps=num_steps, batch_size=batch_size, lr=start_lr,
+                       opt=opt, schedule="exponential", schedule_kw={"gamma": factor}, callbacks=callbacks,
+                       should_stop=stop, evaluate_val=False, progress=False, sync_every=1, **fit_kw)
+            raise_if_interrupted(hist, "the LR range test")
+    except NonFiniteLossError as err:
+        if err.cause != "loss":  # the loss was finite; its gradient was not: the step still counts
+            record(err.lr, err.loss)
+        if result["ended"] == "running":
+            result["ended"] = "end_lr" if len(result["lr"]) >= num_steps else "nonfinite"
     finally:
         model.load_state_dict(saved_model)
         if opt is not None:
             opt.load_state_dict(saved_opt)
         model.train(was_training)
+    if result["ended"] == "running":
+        result["ended"] = "end_lr"
     return result
-
-
-def _run_range_test(model, data, opt, sched, num_steps, batch_size, smoothing, diverge, gen, aug,
-                    channels_last, device, result, should_stop, report, report_every):
-    """The loop of :func:`lr_range_test` (fills ``result`` in place)."""
-    model.train()
-    avg, best, step = 0.0, math.inf, 0
-    while step < num_steps:
-        for x, y in train_batches(data, batch_size, gen, aug, 4, True, channels_last):
-            with autocast_for(device, None):
-                loss = F.cross_entropy(model(x).float(), y)
-            lr = opt.param_groups[0]["lr"]
-            loss_v = loss.item()
-            if not math.isfinite(loss_v):
-                result["ended"] = "nonfinite"
-                return
-            step += 1
-            avg = smoothing * avg + (1 - smoothing) * loss_v
-            smoothed = avg / (1 - smoothing ** step)
-            result["lr"].append(lr)
-            result["loss"].append(loss_v)
-            result["smoothed"].append(smoothed)
-            best = min(best, smoothed)
-            if step > 1 and smoothed > diverge * best:
-                result["ended"] = "diverged"
-                return
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            if report is not None and step % report_every == 0:
-                report(result)
-            if should_stop is not None and should_stop():
-                result["ended"] = result["stopped"] = "requested"
-                return
-            if step >= num_steps:
-                result["ended"] = "end_lr"
-                return
 
 
 def suggest_lrs(result: dict, skip_start: int = 10) -> dict:

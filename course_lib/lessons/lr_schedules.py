@@ -18,9 +18,9 @@ import torch
 
 from ..core import validation
 from ..core.claims import spread
-from ..ui.plots import render_png
 from ..core.schedules import lr_curve, restart_ends, snapshot_callback
 from ..core.train import fit, predict_logits, raise_if_interrupted
+from ..ui.plots import render_png
 
 ARMS = ("constant", "step", "plateau", "cosine", "cosine_restarts", "onecycle", "warmup_cosine",
         "cosine_small_lr")
@@ -244,6 +244,7 @@ def with_preview(panel, spec: dict, spe: int):
     """Put a live LR preview above a control panel: every change of an input redraws the
     ticked schedules at once (no training); bad values show their allowed range instead."""
     import ipywidgets as W
+
     from ..ui.widgets import validate
     preview, note = W.Image(format="png"), W.HTML()
 

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import roi_align
 
-from ..ui.plots import render_png
 from ..core.train import NonFiniteLossError, evaluate, fit, raise_if_interrupted
+from ..ui.plots import render_png
 
 MODES = ("fixed", "random", "progressive", "crop")
 MIN_SIZE, MAX_SIZE = 4, 256  # allowed image heights, in pixels
@@ -143,14 +143,12 @@ def rescale_batch(x: torch.Tensor, mode: str, generator: torch.Generator, size: 
 
 
 def fit_multiscale(model: nn.Module, data: dict, mode: str = "fixed", epochs: int = 4,
-                   batch_size: int = 128, lr: float = 0.1, size: int = 32, scale_range=(24, 40),
-                   start_size: int = 16, crop_scale=(0.35, 1.0), weight_decay: float = 5e-4,
-                   label_smoothing: float = 0.0, seed: int = 0, amp: bool | None = None,
-                   channels_last: bool = True, callbacks=(), progress: bool = True,
-                   should_stop=None, evaluate_val: bool = True) -> dict:
-    """``train.fit`` with a rescale step: SGD (Nesterov), one-cycle LR, the standard flip and
-    translate augmentation, then :func:`rescale_batch` for ``mode``. Validation is at ``size``
-    (skipped, recorded as NaN, with ``evaluate_val=False``).
+                   batch_size: int = 128, size: int = 32, scale_range=(24, 40), start_size: int = 16,
+                   crop_scale=(0.35, 1.0), callbacks=(), **fit_kw) -> dict:
+    """``train.fit`` with a rescale step: by default SGD (Nesterov), one-cycle LR, the standard flip
+    and translate augmentation, then :func:`rescale_batch` for ``mode``. Validation is at ``size``
+    (skipped, recorded as NaN, with ``evaluate_val=False``). ``fit_kw`` go to ``fit`` (``lr``,
+    ``weight_decay``, ``label_smoothing``, ``seed``, ``should_stop``, ...).
 
     The history is ``fit``'s plus ``step["size"]`` (height of each batch) and ``epoch["size"]``
     (mean height). A non-finite loss raises ``NonFiniteLossError``; KeyboardInterrupt or
@@ -179,11 +177,8 @@ def fit_multiscale(model: nn.Module, data: dict, mode: str = "fixed", epochs: in
         return hist
 
     try:
-        hist = fit(model, data, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                   label_smoothing=label_smoothing, seed=seed, amp=amp, channels_last=channels_last,
-                   callbacks=[record_sizes, *callbacks], progress=progress, should_stop=should_stop,
-                   evaluate_val=evaluate_val, batch_transform=rescale,
-                   val_transform=lambda v: resize(v, size))
+        hist = fit(model, data, epochs=epochs, batch_size=batch_size, callbacks=[record_sizes, *callbacks],
+                   batch_transform=rescale, val_transform=lambda v: resize(v, size), **fit_kw)
     except NonFiniteLossError as err:
         attach(err.history)
         raise

@@ -1,6 +1,7 @@
 """Planted faults for notebook 09: layers, losses, data and nets that make NaN or Inf in a known
 place, each with its fix, and :func:`run_scenario`, which trains one of them (broken or fixed)
-with :func:`course_lib.core.nonfinite.train_until_nonfinite` and reports where the finder points.
+with :func:`train_until_nonfinite` (``fit`` plus handling of its error) and reports where the
+finder points.
 
 The faults (claims in ``claims.md``):
 - ``lr_too_high``: a plain CNN (no batch norm) at a far too high LR (NAN-1);
@@ -20,9 +21,9 @@ from __future__ import annotations
 
 import functools
 import math
-import time
 import statistics
 import textwrap
+import time
 from collections import OrderedDict
 
 import numpy as np
@@ -31,10 +32,9 @@ import torch.nn.functional as F
 from matplotlib.ticker import MaxNLocator
 from torch import nn
 
-from ..core.data import make_generator, train_batches
-from ..core.nonfinite import find_nonfinite, layer_grad_norms, nonfinite_grads, scan_data
-from ..core.train import grad_norm, make_optimizer
 from ..core.models import init_weights, make_activation, small_cnn
+from ..core.nonfinite import find_nonfinite, scan_data
+from ..core.train import NonFiniteLossError, fit
 from ..ui.plots import render_png
 
 EPS = 1e-8  # document D's eps
@@ -314,7 +314,7 @@ def run_scenario(name: str, data: dict, fix: str = "none", steps: int = 100, see
 
     The learning rate is the scenario's (``SETTINGS``) times ``lr_scale`` (the fix ``lower_lr``
     divides it by 10); the fix ``clip`` clips the gradient norm at 1. Returns the result of
-    :func:`course_lib.core.nonfinite.train_until_nonfinite` plus ``scenario`` and ``fix``.
+    :func:`train_until_nonfinite` plus ``scenario`` and ``fix``.
     """
     check_scenario(name, fix)
     if not lr_scale > 0:
@@ -442,60 +442,63 @@ def scenario_png(res: dict, title: str = "") -> bytes:
 
 
 def train_until_nonfinite(model: nn.Module, data: dict, steps: int, lr: float, batch_size: int = 64,
-                          loss_fn=F.cross_entropy, optimizer: str = "sgd", weight_decay: float = 5e-4,
-                          grad_clip: float | None = None, seed: int = 0, aug: bool = False,
-                          on_step=None, should_stop=None) -> dict:
+                          loss_fn=F.cross_entropy, seed: int = 0, aug: bool = False, on_step=None,
+                          should_stop=None, **fit_kw) -> dict:
     """Train for ``steps`` steps (constant LR) and stop at the first non-finite loss or gradient.
 
-    ``fit`` is the course's training loop but uses a fixed cross-entropy; this loop takes any
-    ``loss_fn``, stops on a non-finite loss or gradient (a backward-only fault leaves the loss
-    finite until the update spoils the weights), names the cause, then runs
-    :func:`find_nonfinite` on the failing batch with the weights as they were. Returns
-    ``{"loss", "grad_norm", "layer_grad_norms" (at step 1), "first_nonfinite" (step or None),
-    "cause" ("loss", "gradient", "gradient norm" (elements finite, norm overflowed) or None),
-    "finding", "steps", "seconds", "stopped", "lr", "model"}`` and, after a failure, ``"batch"`` (x, y).
-    ``on_step(result)`` is called after every step; ``should_stop()`` ends the run early.
+    This is ``train.fit`` plus handling of its ``NonFiniteLossError``: ``fit`` stops on a
+    non-finite loss *or gradient* (a backward-only fault leaves the loss finite until the update
+    spoils the weights), before the update; here the failing step's loss (and gradient norm) join
+    the curves, its cause is kept, and :func:`find_nonfinite` runs on the failing batch with the
+    weights as they were. ``fit_kw`` go to ``fit`` (``grad_clip``, ``optimizer``,
+    ``weight_decay``, ...). Returns ``{"loss", "grad_norm", "layer_grad_norms" (at step 1, before
+    clipping), "first_nonfinite" (step or None), "cause" ("loss", "gradient", "gradient norm"
+    (elements finite, norm overflowed) or None), "finding", "steps", "seconds", "stopped", "lr",
+    "model"}`` and, after a failure, ``"batch"`` (x, y). ``on_step(result)`` is called after every
+    step; ``should_stop()`` ends the run early.
     """
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps and batch_size must be at least 1, got {steps} and {batch_size}")
-    device = next(model.parameters()).device
-    torch.manual_seed(seed)
-    gen = make_generator(seed, device)
-    model = model.to(memory_format=torch.channels_last).train()
-    opt = make_optimizer(model, optimizer, lr, weight_decay=weight_decay)
     res = {"loss": [], "grad_norm": [], "layer_grad_norms": {}, "first_nonfinite": None, "cause": None,
            "finding": None, "steps": 0, "seconds": 0.0, "stopped": None, "lr": lr, "model": model}
-    t0 = time.perf_counter()
-    try:
-        while res["steps"] < steps and not res["stopped"]:
-            for x, y in train_batches(data, batch_size, gen, aug=aug):
-                res["steps"] += 1
-                loss = loss_fn(model(x), y)
-                res["loss"].append(loss.item())
-                cause = None if math.isfinite(res["loss"][-1]) else "loss"
-                if not cause:
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if res["steps"] == 1:
-                        res["layer_grad_norms"] = layer_grad_norms(model)
-                    bad = nonfinite_grads(model)
-                    res["grad_norm"].append(grad_norm(model, grad_clip))
-                    if bad or not math.isfinite(res["grad_norm"][-1]):
-                        # "gradient norm": every element finite, but the norm overflowed float32 (explosion)
-                        cause = "gradient" if bad else "gradient norm"
-                if cause:
-                    res.update(first_nonfinite=res["steps"], cause=cause, stopped="nonfinite", batch=(x, y),
-                               finding=find_nonfinite(model, x, y, loss_fn))
-                    break
-                opt.step()
-                if on_step is not None:
-                    on_step(res)
-                if res["steps"] >= steps:
-                    break
-                if should_stop is not None and should_stop():
-                    res["stopped"] = "requested"
-                    break
-    except KeyboardInterrupt:
-        res["stopped"] = "interrupted"
+    # each conv/linear weight's gradient norm in the first backward pass, before clipping or a check
+    layers = [(n, m.weight) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    first = {}
+
+    def keep_norm(name):
+        def hook(param):
+            first.setdefault(name, float(param.grad.norm()))
+        return hook
+    hooks = [w.register_post_accumulate_grad_hook(keep_norm(n)) for n, w in layers if w.requires_grad]
+
+    def record(hist):
+        for h in hooks:
+            h.remove()
+        res.update(loss=hist["step"]["loss"], grad_norm=hist["step"]["grad_norm"], stopped=hist["stopped"],
+                   steps=len(hist["step"]["loss"]), layer_grad_norms={n: first[n] for n, _ in layers if n in first})
+
+    def step_done(event, hist, _model):
+        if event == "step":
+            record(hist)
+            if on_step is not None:
+                on_step(res)
+
+    t0, failure = time.perf_counter(), None
+    try:  # sync_every=1: on_step draws every step's loss, which must then be a number
+        hist = fit(model, data, epochs=None, max_steps=steps, batch_size=batch_size, lr=lr, schedule="constant",
+                   loss_fn=loss_fn, seed=seed, aug=aug, evaluate_val=False, progress=False, callbacks=[step_done],
+                   should_stop=should_stop, **{"sync_every": 1, **fit_kw})
+    except NonFiniteLossError as err:
+        failure, hist = err, err.history
+    finally:
+        for h in hooks:
+            h.remove()
+    if failure is not None:
+        hist["step"]["loss"].append(failure.loss)  # the failing step is part of the curves
+        if failure.cause != "loss":
+            hist["step"]["grad_norm"].append(failure.grad_norm)
+        res.update(first_nonfinite=failure.step, cause=failure.cause, batch=failure.batch,
+                   finding=find_nonfinite(model, *failure.batch, loss_fn))
+    record(hist)
     res["seconds"] = time.perf_counter() - t0
     return res

@@ -249,7 +249,8 @@ def pair_ensemble_gains(plain_logits: list, y: torch.Tensor, mode: str = "mean_p
     """For every pair of models: the accuracy of their two-model ensemble minus the mean accuracy
     of the two alone. Two models cost 2x inference, like a two-view TTA: the fair comparison."""
     y = y.to(plain_logits[0].device)
-    acc = lambda scores: float((scores.argmax(1) == y).float().mean())
+    def acc(scores):
+        return float((scores.argmax(1) == y).float().mean())
     return [acc(merge([a, b], mode)) - (acc(a) + acc(b)) / 2 for a, b in itertools.combinations(plain_logits, 2)]
 
 

@@ -189,7 +189,8 @@ def run_nightly(scheduler: str, notebooks: list[Path], out_dir: Path, seeds: lis
     client, local = connect(scheduler, gpus, jobs)
     try:
         print(f"nightly: Dask scheduler {client.scheduler.address}, {len(client.nthreads())} worker(s)")
-        report = lambda r: print(f"  {r['notebook']} seed {r['seed']}: {r['status']} {r['error'] or ''}")
+        def report(r):
+            print(f"  {r['notebook']} seed {r['seed']}: {r['status']} {r['error'] or ''}")
         return run_notebooks(client, notebooks, seeds, out_dir, run, on_result=report, **run_kwargs)
     finally:
         client.close()

@@ -11,9 +11,9 @@ from __future__ import annotations
 import io
 
 import matplotlib.pyplot as plt
-from matplotlib.figure import Figure
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 
 COURSE_DPI = 90
 

@@ -8,9 +8,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_lib.core import nonfinite as debug
-from course_lib.lessons import nan_debugging as faults
 from course_lib.core.models import small_cnn
 from course_lib.core.train import NonFiniteLossError, fit
+from course_lib.lessons import nan_debugging as faults
 
 H, W = 24, 32  # non-square on purpose
 

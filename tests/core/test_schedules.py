@@ -71,6 +71,7 @@ def test_restart_ends_refuses_bad_cycles(bad, match):
 
 def test_snapshots_are_taken_exactly_at_cycle_ends_and_are_copies(tiny_cache):
     import torch
+
     from course_lib.core.data import load_cifar10
     from course_lib.core.models import small_cnn
     from course_lib.core.schedules import restart_ends, snapshot_callback
@@ -100,3 +101,9 @@ def test_snapshots_are_taken_exactly_at_cycle_ends_and_are_copies(tiny_cache):
 def test_onecycle_works_for_very_short_runs(steps):
     lrs = lr_curve("onecycle", steps, lr=0.5)
     assert len(lrs) == steps and all(0 < v <= 0.5 + 1e-9 for v in lrs)
+
+
+def test_exponential_multiplies_the_lr_every_step_and_needs_its_factor():
+    assert lr_curve("exponential", 5, lr=0.5, gamma=2.0) == [0.5, 1.0, 2.0, 4.0, 8.0]
+    with pytest.raises(ValueError, match="needs gamma"):
+        lr_curve("exponential", 5)

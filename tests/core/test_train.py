@@ -177,3 +177,116 @@ def test_predictions_build_no_autograd_graph(tiny):
     from course_lib.core.train import predict_logits
     logits = predict_logits(tiny_model(), tiny["val_x"], tiny["mean"], tiny["std"])
     assert not logits.requires_grad
+
+
+# ---------------------------------------------------------------- checks every k steps (the GPU path)
+# There is no GPU here: these run the deferred path on the CPU, where it must give the same
+# numbers as checking every step.
+
+def _run(sync_every, **kw):
+    torch.manual_seed(0)
+    return fit(tiny_model(), kw.pop("data"), epochs=2, batch_size=16, progress=False,
+               sync_every=sync_every, **kw)
+
+
+def _same(a, b):
+    return a == b or (isinstance(a, float) and math.isnan(a) and math.isnan(b))
+
+
+def test_checking_every_4_steps_gives_the_same_history_as_every_step(tiny):
+    kw = {"data": tiny, "grad_clip": 0.5, "label_smoothing": 0.1}  # clipping happens on the device
+    every, deferred = _run(1, **kw), _run(4, **kw)
+    for key in ("lr", "loss", "grad_norm"):
+        assert deferred["step"][key] == every["step"][key]
+        assert all(type(v) is float for v in deferred["step"][key])  # device values became numbers
+    assert min(every["step"]["grad_norm"]) > 0.5, "clipping was active"
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
+        assert deferred["epoch"][key] == every["epoch"][key]
+    assert len(every["step"]["loss"]) == 10 and deferred["stopped"] is every["stopped"] is None
+
+
+class LogPlus100(nn.Module):
+    """A planted bug: log(x + 100) is NaN once x < -100, i.e. only for a planted input."""
+    def forward(self, x):
+        return torch.log(x + 100)
+
+
+def _plant_at(step):
+    calls = []
+
+    def transform(x, epoch, generator):
+        calls.append(1)
+        if len(calls) == step:
+            x = x.clone()
+            x[0] = -1e3  # one image far below anything normalised data holds
+        return x
+    return transform
+
+
+@pytest.mark.parametrize("sync_every", [1, 4])
+def test_a_planted_nan_at_step_7_is_reported_at_step_7_with_the_same_message(tiny, sync_every):
+    torch.manual_seed(0)
+    model = nn.Sequential(OrderedDict(conv=nn.Conv2d(3, 4, 3), bad_log=LogPlus100(),
+                                      pool=nn.AdaptiveAvgPool2d(1), flat=nn.Flatten(), fc=nn.Linear(4, 3)))
+    torch.manual_seed(0)
+    reference = nn.Sequential(OrderedDict(conv=nn.Conv2d(3, 4, 3), bad_log=LogPlus100(),
+                                          pool=nn.AdaptiveAvgPool2d(1), flat=nn.Flatten(), fc=nn.Linear(4, 3)))
+    kw = {"epochs": 2, "batch_size": 16, "lr": 0.01, "progress": False, "schedule": "constant"}
+    with pytest.raises(NonFiniteLossError) as ref:
+        fit(reference, tiny, batch_transform=_plant_at(7), sync_every=1, **kw)
+    with pytest.raises(NonFiniteLossError) as err:
+        fit(model, tiny, batch_transform=_plant_at(7), sync_every=sync_every, **kw)
+    e = err.value
+    assert str(e) == str(ref.value) and "step 7 (epoch 2)" in str(e) and "'bad_log'" in str(e)
+    assert (e.step, e.epoch, e.cause) == (7, 2, "loss") and math.isnan(e.loss)
+    assert e.batch[0][0].max() == -1e3  # the failing batch rides on the error
+    assert e.history["step"] == ref.value.history["step"] and len(e.history["step"]["loss"]) == 6
+    assert all(type(v) is float for v in e.history["step"]["loss"])
+    assert len(e.history["epoch"]["epoch"]) == 1 and e.history["stopped"] == "nonfinite"
+    for a, b in zip(model.parameters(), reference.parameters()):  # the weights step 7 started from
+        assert torch.equal(a, b)
+
+
+def test_deferred_checks_catch_a_backward_only_fault_before_any_update(tiny):
+    model = nn.Sequential(OrderedDict(conv=nn.Conv2d(3, 4, 3), std=SqrtOfVariance(), fc=nn.Linear(4, 3)))
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(NonFiniteLossError) as err:
+        fit(model, tiny, epochs=1, batch_size=16, lr=0.01, progress=False, schedule="constant",
+            channels_last=False, sync_every=4)
+    assert "gradients became non-finite at step 1" in str(err.value) and err.value.cause == "gradient"
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # replayed from the start
+
+
+def test_interrupt_between_checks_returns_numbers(tiny, capsys):
+    def press_stop_button(event, history, model):
+        if event == "step" and len(history["step"]["loss"]) == 3:
+            raise KeyboardInterrupt
+    h = fit(tiny_model(), tiny, epochs=2, batch_size=16, progress=False, callbacks=[press_stop_button],
+            sync_every=4)
+    assert h["stopped"] == "interrupted" and len(h["step"]["loss"]) == 3
+    assert all(type(v) is float for v in h["step"]["loss"] + h["step"]["grad_norm"])
+
+
+def test_max_steps_ends_the_run_and_the_schedule_spans_it(tiny):
+    h = fit(tiny_model(), tiny, epochs=None, max_steps=7, batch_size=16, progress=False, evaluate_val=False)
+    assert len(h["step"]["loss"]) == 7 and h["epoch"]["epoch"] == [1, 2] and h["stopped"] is None
+    assert h["step"]["lr"][-1] < 0.01 * max(h["step"]["lr"])  # one-cycle over 7 steps, not 2 epochs
+    h = fit(tiny_model(), tiny, epochs=1, max_steps=50, batch_size=16, progress=False)
+    assert len(h["step"]["loss"]) == 90 // 16  # whichever comes first
+
+
+def test_loss_fn_replaces_the_default_cross_entropy(tiny):
+    seen = []
+
+    def loss_fn(logits, y):
+        seen.append(logits.shape)
+        return torch.nn.functional.cross_entropy(logits, y) * 0.0 + 1.5
+    h = fit(tiny_model(), tiny, epochs=1, batch_size=16, progress=False, loss_fn=loss_fn)
+    assert h["step"]["loss"] == [1.5] * 5 and seen[0] == (16, 3)
+
+
+def test_fit_refuses_runs_it_cannot_size(tiny):
+    with pytest.raises(ValueError, match="give epochs or max_steps"):
+        fit(tiny_model(), tiny, epochs=None, progress=False)
+    with pytest.raises(ValueError, match="max_steps and sync_every must be at least 1"):
+        fit(tiny_model(), tiny, sync_every=0, max_steps=3, progress=False)

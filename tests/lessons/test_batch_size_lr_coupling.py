@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 
 from course_lib.core.models import small_cnn
-from course_lib.lessons.batch_size_lr_coupling import (best_lr, fit_slope, good_lr_window, grid_matrix, lr_grid,
-                                                       time_to_target, train_bs_lr_grid)
+from course_lib.lessons.batch_size_lr_coupling import (
+    best_lr,
+    fit_slope,
+    good_lr_window,
+    grid_matrix,
+    lr_grid,
+    time_to_target,
+    train_bs_lr_grid,
+)
 
 
 def tiny_model():

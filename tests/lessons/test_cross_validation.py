@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from course_lib.core import validation
-from course_lib.lessons import cross_validation as cv
 from course_lib.core.models import small_cnn
+from course_lib.lessons import cross_validation as cv
 
 # imbalanced on purpose: 60 / 30 / 10 images of classes 0 / 1 / 2
 Y = np.repeat([0, 1, 2], [60, 30, 10])

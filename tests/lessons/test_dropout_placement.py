@@ -5,10 +5,9 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from course_lib.lessons import dropout_placement as D
 from course_lib.core.models import small_cnn
 from course_lib.core.train import evaluate
-
+from course_lib.lessons import dropout_placement as D
 
 TINY = {"hidden": 16, "num_classes": 3}
 

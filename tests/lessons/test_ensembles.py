@@ -129,7 +129,8 @@ def test_evaluate_ensemble_and_its_picture():
 
 def test_snapshot_members_reload_each_state_on_non_square_images():
     from course_lib.core.models import small_cnn
-    make = lambda: small_cnn(widths=(4, 8), hidden=8, num_classes=3)
+    def make():
+        return small_cnn(widths=(4, 8), hidden=8, num_classes=3)
     torch.manual_seed(0)
     a, b = make(), make()
     snaps = [{"step": 1, "state_dict": a.state_dict()}, {"step": 2, "state_dict": b.state_dict()}]

@@ -7,12 +7,22 @@ import pytest
 import torch
 from torch import nn
 
-from course_lib.lessons.lr_range_test import (converges, exponential_factor, hook_shape, loss_symptom, lr_range_test,
-                                  ratio_verdict, ten_x_advice,
-                                  suggest_lrs, typical_ratio, update_ratio_logger, update_ratios)
-from course_lib.ui import cache as results_cache
 from course_lib.core.models import small_cnn
 from course_lib.core.train import fit, make_optimizer
+from course_lib.lessons.lr_range_test import (
+    converges,
+    exponential_factor,
+    hook_shape,
+    loss_symptom,
+    lr_range_test,
+    ratio_verdict,
+    suggest_lrs,
+    ten_x_advice,
+    typical_ratio,
+    update_ratio_logger,
+    update_ratios,
+)
+from course_lib.ui import cache as results_cache
 
 
 def tiny_model(seed=0):
@@ -229,3 +239,37 @@ def test_range_test_png_draws_partial_and_finished_tests(tiny):
     assert len(steps) == 3 and all(png.startswith(b"\x89PNG") for png in steps)
     assert range_test_png(res, "done").startswith(b"\x89PNG")
     assert range_test_png({**res, "lr": res["lr"][:1], "loss": res["loss"][:1], "smoothed": res["smoothed"][:1]})
+
+
+class _LogOfInput(nn.Module):
+    def forward(self, x):
+        return torch.log(x)  # NaN for the negative normalised pixels: a non-finite loss at step 1
+
+
+class _SqrtOfZero(nn.Module):
+    def forward(self, x):
+        return torch.sqrt(x.mean(dim=(2, 3)) * 0.0)  # finite forward, NaN gradient
+
+
+@pytest.mark.parametrize("bad, recorded", [(_LogOfInput, 0), (_SqrtOfZero, 1)])
+def test_a_nonfinite_loss_or_gradient_ends_the_test_and_the_model_is_restored(tiny, bad, recorded):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), bad(), nn.Flatten(), nn.LazyLinear(3))
+    model(torch.zeros(1, 3, 24, 32))  # materialise the lazy layer
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    res = lr_range_test(model, tiny, start_lr=1e-3, end_lr=1.0, num_steps=10, batch_size=16)
+    # a finite loss whose gradient is not still counts as a step, as before the loop was fit
+    assert res["ended"] == "nonfinite" and res["stopped"] is None and len(res["loss"]) == recorded
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_the_stop_button_stops_the_test_after_restoring_the_model(tiny):
+    model = tiny_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def press_stop(result):
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt, match="LR range test"):
+        lr_range_test(model, tiny, start_lr=1e-4, end_lr=1.0, num_steps=20, batch_size=16, report=press_stop,
+                      report_every=5)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())

@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from course_lib.lessons import lr_schedules as lr_study
 from course_lib.core.models import small_cnn
 from course_lib.core.train import fit, predict_logits
+from course_lib.lessons import lr_schedules as lr_study
 
 
 def tiny_model(seed=0):
@@ -21,7 +21,8 @@ def test_every_arm_follows_its_closed_form():
     assert tuple(arms) == lr_study.ARMS
     c = {arm: lr_study.recipe_curve(r, epochs, spe) for arm, r in arms.items()}
     assert all(len(v) == epochs * spe for v in c.values())
-    cos = lambda t, T, peak=lr: peak / 2 * (1 + math.cos(math.pi * t / T))
+    def cos(t, T, peak=lr):
+        return peak / 2 * (1 + math.cos(math.pi * t / T))
     assert c["constant"] == pytest.approx([lr] * 60) and c["plateau"] == pytest.approx([lr] * 60)
     assert [c["step"][t] for t in (0, 19, 20, 39, 40, 59)] == pytest.approx([.4, .4, .04, .04, .004, .004])
     for t in (0, 15, 30, 59):

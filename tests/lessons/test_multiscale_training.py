@@ -4,10 +4,10 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from course_lib.lessons import multiscale_training as MS
 from course_lib.core.data import make_generator
 from course_lib.core.models import small_cnn
 from course_lib.core.train import NonFiniteLossError
+from course_lib.lessons import multiscale_training as MS
 
 
 def constant_images(n=6, h=24, w=32):

@@ -200,3 +200,17 @@ def test_training_stop_catches_a_backward_only_fault_at_step_one_and_seeds_repea
     assert runs[0]["first_nonfinite"] is None and runs[0]["loss"] == runs[1]["loss"]
     with pytest.raises(ValueError, match="at least 1"):
         faults.train_until_nonfinite(small_cnn(), data, steps=0, lr=0.1)
+
+
+def test_layer_norms_at_step_one_are_taken_before_clipping(tiny):
+    runs = []
+    for clip in (None, 1e-3):
+        torch.manual_seed(0)
+        runs.append(faults.train_until_nonfinite(small_cnn(widths=(4, 8), hidden=8, num_classes=3), tiny, steps=2,
+                                                lr=0.05, batch_size=16, seed=1, grad_clip=clip))
+    plain, clipped = runs
+    assert list(plain["layer_grad_norms"]) == ["block1.conv1", "block2.conv1", "head.fc1", "head.fc2"]
+    assert clipped["layer_grad_norms"] == plain["layer_grad_norms"]  # as the backward pass made them
+    assert clipped["grad_norm"][0] == plain["grad_norm"][0] > 1e-3  # the norm before clipping
+    assert clipped["loss"][1] != plain["loss"][1]  # but the update was clipped
+    assert plain["steps"] == 2 and plain["stopped"] is None and plain["first_nonfinite"] is None

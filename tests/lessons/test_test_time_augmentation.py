@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from course_lib.lessons import test_time_augmentation as tta
 from course_lib.core.models import small_cnn
+from course_lib.lessons import test_time_augmentation as tta
 
 H, W = 24, 32   # non-square on purpose
 MEAN, STD = torch.tensor([0.5, 0.4, 0.3]), torch.tensor([0.25, 0.2, 0.3])
@@ -98,7 +98,8 @@ def test_merge_modes_differ_and_are_checked():
 
 def test_score_counts_flips_and_cost():
     y = torch.tensor([0, 1, 1, 0])
-    one_hot = lambda labels: torch.nn.functional.one_hot(torch.tensor(labels), 2).float() * 5
+    def one_hot(labels):
+        return torch.nn.functional.one_hot(torch.tensor(labels), 2).float() * 5
     ident, flip = tta.identity, tta.mirror
     logits = {ident: one_hot([0, 0, 1, 1]), flip: one_hot([0, 1, 0, 0]) * 3}   # flip dominates the merge
     seconds = {ident: 1.0, flip: 1.5}

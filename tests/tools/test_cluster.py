@@ -154,7 +154,8 @@ def verdict(claim_id, t, c, **kw):
 
 
 def test_all_of_is_pooled_part_by_part_and_a_missing_seed_is_left_out():
-    parts = lambda s: {"high": verdict("SC-1", T[s], C[s]), "low": verdict("SC-1", C[s], T[s], expect="lower")}
+    def parts(s):
+        return {"high": verdict("SC-1", T[s], C[s]), "low": verdict("SC-1", C[s], T[s], expect="lower")}
     records = {s: [{"notebook": "04", "status": "ok", "results": {"verdicts": [claims.all_of("SC-1", parts(s))]}}]
                for s in (0, 1)}
     records[2] = [{"notebook": "04", "status": "lost", "results": None}]

@@ -145,7 +145,8 @@ def test_a_real_notebook_failing_on_its_headless_path_fails_the_run(tmp_path):
 
 
 def test_the_baseline_keeps_one_verdict_and_kind_per_claim_and_the_ledger_counts_kinds_apart():
-    v = lambda claim, verdict, kind: {"claim": claim, "verdict": verdict, "kind": kind, "summary": ""}
+    def v(claim, verdict, kind):
+        return {"claim": claim, "verdict": verdict, "kind": kind, "summary": ""}
     verdicts = [v("LR-6", "supported", "demonstration"), v("LR-8", "inconclusive", "experiment"),
                 v("LR-9", "supported", "experiment")]
     records = [{"notebook": "01", "status": "ok", "results": {"metrics": {}, "verdicts": verdicts}}]
