@@ -11,7 +11,7 @@ PORT     ?= 8888
 ROOT_OK  := $(if $(filter 0,$(shell id -u)),--allow-root,)
 LAB_ARGS ?=
 
-.PHONY: help venv data lab test lint browser-deps nightly bench clean
+.PHONY: help venv data lab test lint browser-deps nightly bench site clean
 
 help:
 	@echo "make lab      set up, then open the course in JupyterLab (PORT=8888, LAB_ARGS=extra jupyter options)"
@@ -21,6 +21,7 @@ help:
 	@echo "make data     prepare data/cifar10.npz (offline copy in $(SHARED) if present, else download)"
 	@echo "make nightly PROFILE=quick   run every notebook headless and write a report"
 	@echo "make bench    loader vs compute throughput"
+	@echo "make site REPORT=reports/nightly-...   the course website from a nightly report (default: the newest)"
 
 # Exact versions come from constraints.txt; pyproject.toml keeps wide ranges.
 $(STAMP): pyproject.toml constraints.txt
@@ -61,6 +62,12 @@ nightly: venv data
 
 bench: venv data
 	$(PY) -m course_lib.tools.bench
+
+# The course website: notebooks rendered with the report's outputs (never re-executed) and the
+# claims ledger, into site/_build/html. LAUNCH_URL=...{path}... adds a live link to every page.
+site: venv
+	$(PY) -m course_lib.tools.site --out site/_build $(if $(REPORT),--report "$(REPORT)") \
+	  $(if $(LAUNCH_URL),--launch-url "$(LAUNCH_URL)")
 
 clean:
 	rm -rf notebooks/results results reports test-artifacts .pytest_cache

@@ -34,6 +34,7 @@ import jinja2
 
 from ..core.claims import VERDICTS, count_verdicts, counts_line, load_claims
 from .seeds import combine_seeds, parse_seeds
+from .site import notebook_page
 
 ROOT = Path(__file__).resolve().parents[2]
 TIME_LIKE = ("seconds", "_s")
@@ -75,7 +76,8 @@ def run_one(nb: Path, out_dir: Path, profile: str, seed: int, cell_timeout: int,
         proc.communicate()
         status, error = "failed", f"time limit of {limit} s exceeded"
     rec = {"notebook": nb.stem, "status": status, "duration_s": time.time() - t0,
-           "executed": str(executed), "error": error, "results": None}
+           "executed": str(executed), "error": error, "results": None,
+           "site_page": notebook_page(nb.stem)}  # the notebook's page on the course website
     result_file = results_dir / f"{nb.stem}.json"
     if status == "ok":
         if result_file.exists():
