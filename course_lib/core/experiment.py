@@ -4,6 +4,8 @@ Profiles:
 - ``smoke``: CI on 2 CPU cores; every code path, each notebook within 60 s. Numbers mean little.
 - ``quick``: a laptop CPU or a live lecture; each notebook within about 5 minutes on 2 CPU cores
   (about 30 s on a GPU), large enough for the effects to show.
+- ``standard``: CPU verdicts that matter: about 20-30 minutes a notebook on 2 CPU cores (a lunch
+  break, or a CPU nightly), models trained to >= 75% where the claim is about trained networks.
 - ``full``: the nightly GPU run; the full training set, results comparable with published numbers.
 - ``auto``: ``full`` on CUDA, ``quick`` on CPU; the environment variable ``COURSE_PROFILE``
   overrides it.
@@ -26,9 +28,10 @@ import torch
 from .claims import KINDS, VERDICTS, claim_text, count_verdicts, counts_line
 from .data import load_cifar10
 
-PROFILES = ("smoke", "quick", "full")
+PROFILES = ("smoke", "quick", "standard", "full")
 # Data sizes per profile: (train images, validation images, test images); None = all.
-DATA_SIZES = {"smoke": (2000, 500, 1000), "quick": (None, 5000, None), "full": (None, 5000, None)}
+DATA_SIZES = {"smoke": (2000, 500, 1000), "quick": (None, 5000, None), "standard": (None, 5000, None),
+              "full": (None, 5000, None)}
 
 
 @dataclass
@@ -63,9 +66,18 @@ def default_device() -> torch.device:
     return torch.device(name)
 
 
-def pick(profile: str, smoke, quick, full):
-    """The value for ``profile``: lets a notebook state its per-profile sizes in one line."""
-    return {"smoke": smoke, "quick": quick, "full": full}[profile]
+def pick(profile: str, smoke, quick, full, standard=None):
+    """The value for ``profile``: lets a notebook state its per-profile sizes in one line.
+
+    ``standard`` (the CPU profile for verdicts that matter, about 20-30 minutes a notebook on 2
+    cores) must be given for the ``standard`` profile: a notebook that has not sized it says so
+    instead of silently reusing another profile's size."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+    if profile == "standard" and standard is None:
+        raise ValueError("this pick(...) line gives no size for the 'standard' profile: add standard=... "
+                         "(sized from its work budget), or run with profile 'quick' or 'full'")
+    return {"smoke": smoke, "quick": quick, "standard": standard, "full": full}[profile]
 
 
 def seed_everything(seed: int) -> None:

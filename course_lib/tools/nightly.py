@@ -401,7 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m course_lib.tools.nightly``."""
     p = argparse.ArgumentParser(prog="python -m course_lib.tools.nightly", description=__doc__,
                                 formatter_class=HelpFormatter)
-    p.add_argument("--profile", default="quick", choices=["smoke", "quick", "full"], help="data and epoch budget")
+    p.add_argument("--profile", default="quick", choices=["smoke", "quick", "standard", "full"],
+                   help="data and epoch budget (standard: CPU verdicts that matter, 20-30 min a notebook)")
     p.add_argument("--seed", type=int, default=0, help="seed injected into every notebook")
     p.add_argument("--notebooks", type=Path, default=ROOT / "notebooks", help="folder of notebooks")
     p.add_argument("--only", nargs="*", default=[],

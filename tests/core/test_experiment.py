@@ -19,6 +19,14 @@ def test_profile_resolution(monkeypatch):
         E.resolve_profile("fast")
 
 
+def test_pick_needs_a_standard_size_only_for_the_standard_profile():
+    assert E.pick("standard", 1, 2, 3, standard=4) == 4 and E.pick("full", 1, 2, 3, standard=4) == 3
+    with pytest.raises(ValueError, match="add standard="):
+        E.pick("standard", 1, 2, 3)
+    with pytest.raises(ValueError, match="profile must be one of"):
+        E.pick("fast", 1, 2, 3)
+
+
 def test_pick():
     assert E.pick("quick", 1, 2, 3) == 2
 
