@@ -344,10 +344,26 @@ def templates(kind: str) -> jinja2.Environment:
     return env
 
 
-def write_report(out_dir: Path, records: list[dict], rows: list[dict], ledger: list[dict], env: dict) -> tuple[Path, Path]:
-    """Write report.md and report.html (figures embedded in the HTML) and summary.json."""
+def site_link(page: str | None, out_dir: Path, site_url: str | None = None) -> str:
+    """The link from the report to a notebook's page on the course website: under ``site_url``
+    where the site is published, else relative to where ``make site`` builds it
+    (site/_build/html in the checkout)."""
+    if not page:
+        return ""
+    if site_url:
+        return site_url.rstrip("/") + "/" + page
+    return link(ROOT / "site" / "_build" / "html" / page, out_dir)
+
+
+def write_report(out_dir: Path, records: list[dict], rows: list[dict], ledger: list[dict], env: dict,
+                 site_url: str | None = None) -> tuple[Path, Path]:
+    """Write report.md and report.html (figures embedded in the HTML) and summary.json. Each
+    notebook links to its executed copy and to its page on the course website (``site_url``
+    where published; else the local ``make site`` build)."""
     out_dir = Path(out_dir)
     ctx = report_context(out_dir, records, rows, ledger, env)
+    for nb, r in zip(ctx["notebooks"], records):
+        nb["site"] = site_link(r.get("site_page"), out_dir, site_url)
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
     md_path.write_text(templates("md").get_template("nightly_report.md.j2").render(ctx))
     html_path.write_text(templates("html").get_template("nightly_report.html.j2").render(ctx))
@@ -416,6 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=positive_int, default=1,
                    help="notebooks at a time, one GPU each (capped at the number of GPUs; 1 without a GPU)")
     p.add_argument("--kernel", default="python3", help="Jupyter kernel the notebooks run in")
+    p.add_argument("--site-url", default=None,
+                   help="where the course website is published (the report links each notebook's page there); "
+                        "default: the local build of make site")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS|local",
                    help="run on a Dask cluster: its scheduler (tcp://HOST:8786), or 'local' for one on this "
                         "machine (one worker per GPU, else --jobs CPU workers); needs pip install -e .[cluster]")
@@ -497,7 +516,7 @@ def main(argv=None) -> int:
     if len(seeds) > 1:  # each notebook once per seed: say which seed each row is, pool the seeds' verdicts
         rows = [{**row, "seed": r["seed"]} for r in records for row in compare_metrics([r], baseline)]
         ledger = combine_seeds({s: [r for r in records if r["seed"] == s] for s in seeds}, baseline)
-    md, html_path = write_report(out, records, rows, ledger,
+    md, html_path = write_report(out, records, rows, ledger, site_url=a.site_url, env=
                                  environment(a.profile, ",".join(map(str, seeds)) if a.scheduler else a.seed))
     for r in records:
         name = f"{r['notebook']} (seed {r['seed']})" if "seed" in r else r["notebook"]

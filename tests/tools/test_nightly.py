@@ -180,7 +180,17 @@ def test_report_leads_with_summary_and_ledger_and_links_each_executed_notebook(r
     assert 'href="executed/02_broken.ipynb"' in (out / "report.html").read_text()
     # the broken notebook's error joins its lines with " | ": its row still has four cells
     row = next(line for line in md.splitlines() if line.startswith("| [02_broken]"))
-    assert len(table_cells(row)) == 4 and "planted failure" in table_cells(row)[3]
+    assert len(table_cells(row)) == 5 and "planted failure" in table_cells(row)[3]
+    good = next(line for line in md.splitlines() if line.startswith("| [01_good]"))
+    assert table_cells(good)[4].strip().endswith("site/_build/html/notebooks/01_good.html)")  # its website page
+
+
+def test_site_link_follows_the_published_url_or_the_local_build(tmp_path):
+    assert nightly.site_link("notebooks/03_x.html", tmp_path, "https://course.example/") == \
+        "https://course.example/notebooks/03_x.html"
+    assert nightly.site_link("notebooks/03_x.html", nightly.ROOT / "reports" / "r1") == \
+        "../../site/_build/html/notebooks/03_x.html"
+    assert nightly.site_link(None, tmp_path) == ""
 
 
 def fake_run(tmp_path, error: str, summary: str, kinds=None):
@@ -201,7 +211,7 @@ def test_pipes_newlines_and_markup_in_texts_cannot_break_the_report(tmp_path):
     md, html = fake_run(tmp_path, "ValueError: bad | worse\nsecond line <b>", "p < 0.05 | n=3 & more")
     rows = [line for line in md.splitlines() if line.startswith("| ")]
     error_row = next(line for line in rows if line.startswith("| [01_x]"))
-    assert len(table_cells(error_row)) == 4
+    assert len(table_cells(error_row)) == 5
     assert r"bad \| worse<br>second line &lt;b&gt;" in error_row
     assert all(len(table_cells(line)) == 7 for line in rows if line.startswith("| LR-"))
     assert r"p &lt; 0.05 \| n=3 &amp; more" in md
