@@ -1,11 +1,15 @@
-"""Throughput benchmark: is the course's loader the bottleneck?
+"""Benchmarks: is the course's loader the bottleneck, and how long does a student wait?
 
     python -m course_lib.tools.bench [--model fast_net] [--batch-size 256] [--steps 30]
+    python -m course_lib.tools.bench --time-to-accuracy [--recipes baseline] [--targets 0.7,0.8]
 
 Prints, for the same net and batch size in one run: end-to-end training images/second through
 ``train_batches`` (index, augment, normalise on the device) and compute-only images/second on
 one batch already in memory. A ratio near 1 means the loader costs nothing next to the model.
-Measured here, not in a timed test, because timings depend on the machine.
+With ``--time-to-accuracy`` it also trains each named recipe on CIFAR-10 (the prepared cache)
+and prints the training seconds it needed to reach each test-accuracy target, recipes run one
+after another in the same process so their times compare as ratios on the same machine.
+Measured here, not in a timed test, because timings depend on the machine (and its load).
 """
 from __future__ import annotations
 
@@ -18,7 +22,8 @@ import torch.nn.functional as F
 from ..core.data import make_generator, normalize, train_batches
 from ..core.experiment import default_device, device_name
 from ..core.models import build_model
-from ..core.train import autocast_for, make_optimizer
+from ..core.models import baseline_net
+from ..core.train import autocast_for, evaluate, fit, make_optimizer
 
 QUICK_NET = {"widths": (32, 64, 128), "stem": 16}
 
@@ -77,18 +82,68 @@ def run(model_name: str = "fast_net", batch_size: int = 256, steps: int = 30, n_
             "end_to_end_img_s": end_to_end, "compute_only_img_s": compute, "ratio": end_to_end / compute}
 
 
+# Recipes timed by --time-to-accuracy: the model, and fit's keyword arguments (one knob each).
+RECIPES = {
+    # notebook 00's quick baseline: baseline_net(16), one-cycle SGD+Nesterov, label smoothing 0.1
+    "baseline": {"width": 16, "fit": {"epochs": 5, "batch_size": 256, "lr": 0.2, "label_smoothing": 0.1}},
+}
+
+
+def time_to_accuracy(data: dict, recipe: dict, targets=(0.7, 0.8), seed: int = 0, progress: bool = False) -> dict:
+    """Train ``recipe`` on ``data`` and return the training seconds at which test accuracy first
+    reached each target (None if never), measured at the end of each epoch.
+
+    The test score after each epoch is taken outside the clock (only training counts), so a
+    target is met at an epoch boundary: the seconds are an upper bound by at most one epoch.
+    Returns ``{"targets": {t: seconds|None}, "curve": [(seconds, test_acc)], "train_seconds"}``.
+    """
+    torch.manual_seed(seed)
+    model = baseline_net(recipe["width"]).to(data["train_x"].device)
+    curve, clock = [], {"train": 0.0, "since": time.perf_counter()}
+
+    def on_epoch(event, history, m):
+        if event != "epoch":
+            return
+        clock["train"] += time.perf_counter() - clock["since"]
+        acc = evaluate(m, data["test_x"], data["test_y"], data["mean"], data["std"])["acc"]
+        curve.append((clock["train"], acc))
+        clock["since"] = time.perf_counter()
+
+    fit(model, data, seed=seed, evaluate_val=False, progress=progress, callbacks=[on_epoch], **recipe["fit"])
+    reached = {t: next((s for s, a in curve if a >= t), None) for t in targets}
+    return {"targets": reached, "curve": curve, "train_seconds": clock["train"]}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="fast_net", choices=["fast_net", "small_cnn"])
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--device", default=None)
+    p.add_argument("--time-to-accuracy", action="store_true",
+                   help="also train each recipe on CIFAR-10 and time it to the test-accuracy targets")
+    p.add_argument("--recipes", default=",".join(RECIPES), help=f"comma-separated, from {sorted(RECIPES)}")
+    p.add_argument("--targets", default="0.7,0.8", help="test-accuracy targets, comma-separated fractions")
     a = p.parse_args(argv)
     r = run(a.model, a.batch_size, a.steps, device=a.device)
     print(f"device: {r['device']}  model: {r['model']} {r['model_kwargs']}  batch: {r['batch_size']}")
     print(f"end-to-end (loader + augment + train): {r['end_to_end_img_s']:9.0f} images/s")
     print(f"compute only (batch already in memory): {r['compute_only_img_s']:9.0f} images/s")
     print(f"ratio: {r['ratio']:.2f}")
+    if a.time_to_accuracy:
+        from ..core.data import load_cifar10
+        names = [n.strip() for n in a.recipes.split(",") if n.strip()]
+        unknown = sorted(set(names) - set(RECIPES))
+        if unknown:
+            p.error(f"unknown recipe(s) {unknown}: choose from {sorted(RECIPES)}")
+        targets = [float(t) for t in a.targets.split(",")]
+        data = load_cifar10(torch.device(a.device) if a.device else default_device())
+        for name in names:
+            t = time_to_accuracy(data, RECIPES[name], targets, progress=True)
+            reached = ", ".join(f"{100 * k:.0f}% in {'not reached' if v is None else f'{v:.0f} s'}"
+                                for k, v in t["targets"].items())
+            print(f"time to test accuracy, recipe {name!r}: {reached} (training {t['train_seconds']:.0f} s, "
+                  f"final {100 * t['curve'][-1][1]:.1f}%; seconds at epoch ends, other work on the machine slows them)")
 
 
 if __name__ == "__main__":
