@@ -21,8 +21,7 @@ import torch.nn.functional as F
 
 from ..core.data import make_generator, normalize, train_batches
 from ..core.experiment import default_device, device_name
-from ..core.models import build_model
-from ..core.models import baseline_net
+from ..core.models import baseline_net, build_model
 from ..core.train import autocast_for, evaluate, fit, make_optimizer
 
 QUICK_NET = {"widths": (32, 64, 128), "stem": 16}
