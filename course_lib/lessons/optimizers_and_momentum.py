@@ -273,6 +273,21 @@ def draw_seed_points(ax, groups: dict, key: str = "test_acc", ylabel: str = "tes
     ax.grid(alpha=0.3, axis="y")
 
 
+def draw_lr_grid(ax, results: dict) -> None:
+    """Validation accuracy of every selection run against its LR (log scale), one line per
+    optimiser, the chosen LR circled: how much the LR matters next to the optimiser (OPT-5)."""
+    for k, (name, r) in enumerate(results.items()):
+        sel = r["selection"]
+        lrs = list(sel["val_acc"])
+        ax.plot(lrs, [100 * sel["val_acc"][lr] for lr in lrs], "o-", color=f"C{k}", label=name)
+        ax.plot([sel["lr"]], [100 * sel["val_acc"][sel["lr"]]], "o", ms=12, mfc="none", color=f"C{k}")
+    ax.set_xscale("log")
+    ax.set(xlabel="learning rate (log scale)", ylabel="validation accuracy (%)",
+           title="the LR grids (selection seed): circled = chosen")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
 def draw_speed_vs_accuracy(ax, results: dict, epoch: int = 1) -> None:
     """Each seed as a point: training loss after ``epoch`` (speed, left is faster) against test
     accuracy (generalisation, up is better)."""

@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from matplotlib.figure import Figure
 from torch import nn
 
 from course_lib.core.models import small_cnn
@@ -115,6 +116,15 @@ def test_tune_and_repeat_needs_a_grid_per_arm_and_uses_the_chosen_lr(tiny):
                             bar=False, **FIT)
     for r in res.values():
         assert {x["lr"] for x in r["runs"]} == {r["selection"]["lr"]} and len(r["runs"]) == 2
+    fig = Figure()
+    axes = fig.subplots(1, 4)
+    runs = {name: r["runs"] for name, r in res.items()}
+    O.draw_loss_curves(axes[0], runs)
+    O.draw_seed_points(axes[1], runs)
+    O.draw_speed_vs_accuracy(axes[2], res)
+    O.draw_lr_grid(axes[3], res)
+    assert len(axes[1].lines) == 2 and len(axes[1].lines[0].get_xdata()) == 2  # one point per seed
+    assert axes[3].get_xscale() == "log" and axes[0].get_yscale() == "log"
 
 
 def test_matched_momentum_steps_and_curve_helpers():
