@@ -24,6 +24,7 @@ The tree is the architecture:
   ``07_test_time_augmentation``           ``lessons.test_time_augmentation``
   ``08_ensembles``                        ``lessons.ensembles``
   ``09_nan_debugging``                    ``lessons.nan_debugging``
+  ``10_optimizers_and_momentum``          ``lessons.optimizers_and_momentum``
   ======================================  =============================================
 
 - ``ui/``: what a student sees: ``plots``, ``widgets`` (the control panel), ``cache`` (stored
