@@ -272,3 +272,73 @@ def draw_gain_vs_corr(ax, pairs: list, points: dict | None = None,
     ax.set(xlabel="Pearson correlation of correctness", ylabel="gain over best member (points)", title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
+
+
+def disjoint_pairs(n_members: int) -> list[tuple[int, int]]:
+    """Members 0-1, 2-3, ...: pairs that share no member, so their results are independent
+    units for a paired comparison (an odd last member is left out)."""
+    if n_members < 2:
+        raise ValueError(f"need at least 2 members to pair, got {n_members}")
+    return [(i, i + 1) for i in range(0, n_members - 1, 2)]
+
+
+def pair_results(probs, y, pairs) -> dict:
+    """For each pair ``(i, j)`` of members: the test accuracy of their averaged probabilities,
+    the better member's accuracy and the share of one member's mistakes the other also makes.
+    Returns ``{"ensemble": [...], "better": [...], "shared": [...]}``, one entry per pair."""
+    p = check_probs(probs)
+    out = {"ensemble": [], "better": [], "shared": []}
+    for i, j in pairs:
+        two = p[[i, j]]
+        preds = two.argmax(2)
+        out["ensemble"].append(accuracy(two.mean(0).argmax(1), y))
+        out["better"].append(max(accuracy(preds[0], y), accuracy(preds[1], y)))
+        out["shared"].append(shared_mistake_rate(correctness(preds, y)))
+    return out
+
+
+def draw_paired(ax, arms: dict, units, ylabel: str, title: str = "") -> None:
+    """A paired dot plot: one column per arm (``label -> one value per unit``, fractions shown
+    in percent), each unit's values joined by a grey line, so every unit's difference is seen."""
+    labels = list(arms)
+    for k, unit in enumerate(units):
+        ax.plot(range(len(labels)), [100 * arms[a][k] for a in labels], "o-", color="#999999", ms=4)
+        ax.annotate(str(unit), (len(labels) - 1, 100 * arms[labels[-1]][k]), fontsize=7,
+                    xytext=(4, 0), textcoords="offset points", va="center")
+    for i, a in enumerate(labels):
+        ax.plot([i - 0.15, i + 0.15], [100 * statistics.fmean(arms[a])] * 2, "k-", lw=2)
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_xlim(-0.5, len(labels) - 0.2)
+    ax.set(ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3, axis="y")
+
+
+# What each possible outcome would mean, written before the run (takeaways.show_takeaways).
+MEANINGS = {
+    "EN-1": {
+        "supported": "Averaging two seeds beat the better of the two, and the two shared under half of "
+                     "their mistakes: different random starts did give different errors that averaging cancels.",
+        "not supported": "Either the pair did not beat its better member by more than the margin, or the "
+                         "members shared more than half of their mistakes. Small, briefly trained nets err "
+                         "mostly on the same hard images; ensembles can still help while 'rarely the same "
+                         "mistake' is false, so read the two parts apart.",
+        "inconclusive": "With this many pairs the seed noise hides the effect; more seed members (more "
+                        "pairs) would settle it.",
+    },
+    "EN-2": {
+        "supported": "Less correlated pairs gained more over their better member than more correlated ones.",
+        "not supported": "Less correlated pairs did not gain more: here low correlation often means one weak "
+                         "member (an early snapshot, a narrow net), and averaging with a weak member costs "
+                         "accuracy. Diversity helps only between members of similar accuracy.",
+        "inconclusive": "The gains of the two halves could not be told apart at this budget (and the pairs "
+                        "share members, so they are not independent: the interval is optimistic).",
+    },
+    "EN-3": {
+        "supported": "Weighting votes by confidence beat plain votes on the same members.",
+        "not supported": "Confidence weighting did not beat plain votes by more than the margin: with "
+                         "members of similar accuracy most votes agree, and the weights only break the "
+                         "rare ties.",
+        "inconclusive": "The difference between the two rules could not be told from the variation across "
+                        "ensembles; more ensembles would settle it.",
+    },
+}

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from matplotlib.ticker import MaxNLocator
 from torch import nn
+from tqdm.auto import tqdm
 
 from ..core.models import init_weights, make_activation, small_cnn
 from ..core.nonfinite import find_nonfinite, scan_data
@@ -338,6 +339,71 @@ def run_scenario(name: str, data: dict, fix: str = "none", steps: int = 100, see
     return res
 
 
+MLP_SCENARIOS = ("log_of_zero", "naive_softmax", "exploding", "sigmoid")
+
+
+def memo_runner(data: dict, steps: int, mlp_steps: int):
+    """``run(name, fix="none", seed=0, lr_scale=1.0)``: :func:`run_scenario` with the scenario's
+    step budget (``mlp_steps`` for the deep-MLP scenarios, ``steps`` for the CNNs), run once per
+    distinct call. Later identical calls return the same result, so the notebook's sections
+    share their runs instead of training them again."""
+    cache = {}
+
+    def run(name: str, fix: str = "none", seed: int = 0, lr_scale: float = 1.0) -> dict:
+        key = (name, fix, int(seed), float(lr_scale))
+        if key not in cache:
+            n = mlp_steps if name in MLP_SCENARIOS else steps
+            cache[key] = run_scenario(name, data, fix, steps=n, seed=seed, lr_scale=lr_scale)
+        return cache[key]
+    return run
+
+
+def early_nan_fixes(run, fixes: dict, seeds, lr_factor: float = 10, within: int = 100,
+                    progress: bool = True) -> list[dict]:
+    """NAN-1 as stated ("an early NaN means the LR is too high; lowering it fixes it"), over
+    planted causes. ``fixes`` maps each cause (a scenario) to its own fix; ``run`` is a
+    :func:`memo_runner`. For every cause and seed: the broken run; if its first non-finite
+    step comes within ``within`` steps (an *early* NaN), the same run with the LR divided by
+    ``lr_factor`` and the run with the cause's own fix (for a cause whose own fix is
+    ``lower_lr``, that is the lowered run itself). *Fixed* means finite for the whole budget.
+
+    Returns one row per (cause, seed): ``cause``, ``seed``, ``first_nan``, ``early``, and for
+    early rows ``lr_fixed``, ``lr_first_nan`` (the lowered run's first non-finite step, None
+    if fixed) and ``fix_fixed``."""
+    if not lr_factor > 1:
+        raise ValueError(f"lr_factor must be > 1 (how many times lower the LR is), got {lr_factor}")
+    for name, fix in fixes.items():
+        check_scenario(name, fix)
+    rows = []
+    todo = [(name, s) for name in fixes for s in seeds]
+    for name, s in tqdm(todo, desc="causes x seeds", disable=not progress):
+        first = run(name, "none", s)["first_nonfinite"]
+        row = {"cause": name, "seed": s, "first_nan": first, "early": first is not None and first <= within}
+        if row["early"]:
+            lowered = run(name, "none", s, 1 / lr_factor)
+            own = lowered if fixes[name] == "lower_lr" else run(name, fixes[name], s)
+            row.update(lr_fixed=lowered["first_nonfinite"] is None, lr_first_nan=lowered["first_nonfinite"],
+                       fix_fixed=own["first_nonfinite"] is None)
+        rows.append(row)
+    return rows
+
+
+def draw_fix_shares(ax, rows: list[dict], lr_label: str = "LR lowered") -> None:
+    """Per cause, the share of its early NaNs that lowering the LR fixed and that the cause's own
+    fix fixed (bars), each seed as a point (1 = fixed, 0 = still NaN)."""
+    causes = list(dict.fromkeys(r["cause"] for r in rows if r["early"]))
+    for j, (key, label) in enumerate((("lr_fixed", lr_label), ("fix_fixed", "its own fix"))):
+        xs = [i + (j - 0.5) * 0.38 for i in range(len(causes))]
+        got = [[float(r[key]) for r in rows if r["early"] and r["cause"] == c] for c in causes]
+        ax.bar(xs, [100 * statistics.fmean(g) for g in got], width=0.36, alpha=0.6, label=label)
+        for x, g in zip(xs, got):
+            ax.plot([x] * len(g), [100 * v for v in g], "k.", ms=5)
+    ax.set_xticks(range(len(causes)), causes, rotation=30, ha="right", fontsize=8)
+    ax.set(ylabel="early NaNs fixed (%)", ylim=(-5, 105))
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+
+
 def lr_sweep_summary(runs: dict, within: int = 100) -> dict:
     """NAN-1 from a learning-rate sweep. ``runs`` maps ``(lr, seed)`` to a run result.
 
@@ -502,3 +568,40 @@ def train_until_nonfinite(model: nn.Module, data: dict, steps: int, lr: float, b
     record(hist)
     res["seconds"] = time.perf_counter() - t0
     return res
+
+
+def draw_seed_points(ax, values: dict, ylabel: str) -> None:
+    """One column per arm (``name -> one value per seed``, fractions): each seed as a point and
+    the mean as a bar, so the seed spread is visible."""
+    for i, (name, vals) in enumerate(values.items()):
+        ax.bar(i, 100 * statistics.fmean(vals), width=0.6, alpha=0.4)
+        ax.plot([i] * len(vals), [100 * v for v in vals], "k.", ms=6)
+    ax.set_xticks(range(len(values)), list(values), rotation=30, ha="right", fontsize=8)
+    ax.set(ylabel=ylabel)
+    ax.grid(alpha=0.3, axis="y")
+
+
+# What each possible outcome would mean, written before the run (takeaways.show_takeaways).
+MEANINGS = {
+    "NAN-1": {
+        "supported": "Lowering the LR fixed about as many early NaNs as each cause's own fix: in this mix "
+                     "of causes, an early NaN was mostly an LR problem.",
+        "not supported": "Lowering the LR fixed clearly fewer early NaNs than the causes' own fixes: an early "
+                         "NaN is a symptom with several causes (data, a sqrt or log at 0, an overflowing "
+                         "softmax), most of which no LR can fix. Locate the first NaN before turning the LR down.",
+        "inconclusive": "Too few early NaNs, or too mixed, to tell; more seeds per cause would settle it.",
+    },
+    "NAN-6": {
+        "supported": "Every fix kept the deep MLP finite and left it more accurate than the broken run.",
+        "not supported": "At least one fix kept the net finite without making it more accurate: finite is not "
+                         "the same as trained, so check accuracy after any NaN fix.",
+        "inconclusive": "A fix's accuracy gain could not be told from seed noise at this budget.",
+    },
+    "ACT-1": {
+        "supported": "Sigmoid trailed both ReLU and tanh by more than the margin: its gradient shrinks on the "
+                     "way to the input (see the gradient-norm panel).",
+        "not supported": "Sigmoid was not clearly worse here: in a shallower net or with a longer budget its "
+                         "saturation may matter less.",
+        "inconclusive": "The gap could not be told from seed noise at this budget.",
+    },
+}

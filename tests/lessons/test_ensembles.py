@@ -141,3 +141,17 @@ def test_snapshot_members_reload_each_state_on_non_square_images():
     from course_lib.core.train import predict_logits
     assert torch.allclose(probs[1], predict_logits(b, x, mean, std).softmax(1))
     assert not torch.allclose(probs[0], probs[1])
+
+
+def test_disjoint_pairs_and_pair_results_against_the_better_member():
+    assert E.disjoint_pairs(5) == [(0, 1), (2, 3)]  # the odd member is left out
+    with pytest.raises(ValueError, match="at least 2"):
+        E.disjoint_pairs(1)
+    y = torch.tensor([0, 1, 0, 1])
+    probs = torch.tensor([[[0.9, 0.1], [0.6, 0.4], [0.8, 0.2], [0.3, 0.7]],    # wrong on image 1
+                          [[0.4, 0.6], [0.1, 0.9], [0.7, 0.3], [0.2, 0.8]]])   # wrong on image 0
+    r = E.pair_results(probs, y, [(0, 1)])
+    assert r["ensemble"] == [1.0] and r["better"] == [0.75]
+    assert r["shared"] == [0.0]  # they never err on the same image
+    same = E.pair_results(torch.stack([probs[0], probs[0]]), y, [(0, 1)])
+    assert same["shared"] == [1.0] and same["ensemble"] == same["better"]

@@ -214,3 +214,32 @@ def test_layer_norms_at_step_one_are_taken_before_clipping(tiny):
     assert clipped["grad_norm"][0] == plain["grad_norm"][0] > 1e-3  # the norm before clipping
     assert clipped["loss"][1] != plain["loss"][1]  # but the update was clipped
     assert plain["steps"] == 2 and plain["stopped"] is None and plain["first_nonfinite"] is None
+
+
+def test_early_nan_fixes_counts_only_early_nans_and_shares_the_lowered_run():
+    calls = []
+
+    def fake_run(name, fix="none", seed=0, lr_scale=1.0):
+        calls.append((name, fix, seed, lr_scale))
+        first = {"lr_too_high": 3 if lr_scale == 1.0 else None,
+                 "sqrt_at_zero": None if fix == "eps" else 1,
+                 "dirty_data": 500}[name]  # dirty_data fails late: not an early NaN
+        return {"first_nonfinite": first}
+    fixes = {"lr_too_high": "lower_lr", "sqrt_at_zero": "eps", "dirty_data": "drop_scanned"}
+    rows = faults.early_nan_fixes(fake_run, fixes, [0, 1], lr_factor=10, within=100, progress=False)
+    by = {(r["cause"], r["seed"]): r for r in rows}
+    assert by[("lr_too_high", 0)]["lr_fixed"] and by[("lr_too_high", 0)]["fix_fixed"]
+    assert not by[("sqrt_at_zero", 1)]["lr_fixed"] and by[("sqrt_at_zero", 1)]["fix_fixed"]
+    assert not by[("dirty_data", 0)]["early"] and "lr_fixed" not in by[("dirty_data", 0)]
+    assert ("lr_too_high", "lower_lr", 0, 1.0) not in calls  # its own fix is the lowered run
+    with pytest.raises(ValueError, match="lr_factor must be > 1"):
+        faults.early_nan_fixes(fake_run, fixes, [0], lr_factor=1)
+    with pytest.raises(ValueError, match="does not apply"):
+        faults.early_nan_fixes(fake_run, {"sqrt_at_zero": "clip"}, [0])
+
+
+def test_memo_runner_trains_each_distinct_run_once(tiny):
+    run = faults.memo_runner(tiny, steps=2, mlp_steps=2)
+    a = run("lr_too_high", "none", 0)
+    assert run("lr_too_high", "none", 0) is a
+    assert run("lr_too_high", "none", 0, 0.1) is not a and a["steps"] <= 2
