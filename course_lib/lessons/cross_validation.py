@@ -248,7 +248,9 @@ MEANINGS = {
                      "why the test set stays out of cross-validation and every other choice.",
         "not supported": "The test-set choice was not measurably more optimistic here: the "
                          "configurations may differ by more than the test noise (the same one wins on "
-                         "any split), or the reported split is large. The rule still stands: the bias "
+                         "any split), make nearly the same errors (in this notebook they share each fold's "
+                         "seed and data order, so their luck on split A is shared), or the reported split "
+                         "is large. The rule still stands: the bias "
                          "grows with more configurations and smaller test sets (exercises 1 and 3).",
         "inconclusive": "The optimism could not be told from fold-to-fold noise at this budget: more "
                         "folds or configurations, or a smaller reported split, would settle it.",
