@@ -156,6 +156,41 @@ def gap_std(acc: float, n_val: int, n_test: int) -> float:
     return math.sqrt(acc * (1 - acc) * (1 / n_val + 1 / n_test))
 
 
+def selection_optimism(val_acc, test_probs, test_y, n_reported: int, draws: int = 200,
+                       seed: int = 0) -> dict:
+    """How optimistic a reported test accuracy is, for a choice among configurations made on
+    the test set against one made on validation (CV-2), for one set of trained models.
+
+    ``val_acc`` holds one validation accuracy per configuration, ``test_probs`` one (N, C)
+    array of test-set probabilities per configuration (the same models). The test set is dealt
+    ``draws`` times at random into a reported split A of ``n_reported`` images and a fresh split
+    B (the rest). Per draw, the configuration with the best accuracy on A (*chosen on test*) or
+    on validation (*chosen on validation*) has its A accuracy reported; its optimism is that
+    reported accuracy minus its accuracy on B, which took part in no choice. Returns the means
+    over draws, ``{"test_choice", "val_choice"}`` (fractions; the second is 0 on average by
+    construction, the first is the selection bias), and ``"picked_on_test"``: how often each
+    configuration won on A."""
+    correct = torch.stack([torch.as_tensor(p).argmax(1).cpu() == torch.as_tensor(test_y).cpu()
+                           for p in test_probs]).float()
+    n_configs, n = correct.shape
+    if len(val_acc) != n_configs:
+        raise ValueError(f"val_acc has {len(val_acc)} values but test_probs {n_configs} configurations")
+    if int(n_reported) != n_reported or not 0 < n_reported < n:
+        raise ValueError(f"n_reported must be a whole number between 1 and {n - 1} "
+                         f"(there are {n} test images), got {n_reported}")
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.rand(draws, n, generator=g).argsort(1)
+    dealt = correct[:, perm]                                   # (configs, draws, n)
+    acc_a = dealt[:, :, :n_reported].mean(2)                   # (configs, draws)
+    acc_b = dealt[:, :, n_reported:].mean(2)
+    optimism = acc_a - acc_b
+    on_test = acc_a.argmax(0)                                  # per draw
+    on_val = int(np.argmax(val_acc))
+    return {"test_choice": float(optimism[on_test, torch.arange(draws)].mean()),
+            "val_choice": float(optimism[on_val].mean()),
+            "picked_on_test": torch.bincount(on_test, minlength=n_configs).tolist()}
+
+
 def draw_spread(ax, groups: dict, title: str = "", ylabel: str = "validation accuracy (%)") -> None:
     """One column per group (name -> list of estimates): every estimate as a dot, the mean with
     a +-1 std bar. Shows at a glance how far single estimates stray."""
@@ -193,3 +228,38 @@ def draw_gaps(ax, gaps, marks: dict, band: float, title: str = "validation minus
         ax.axvline(100 * gap, color=colour, lw=2, label=f"{name}: {100 * gap:+.1f} points")
     ax.set(xlabel="validation - test accuracy (points)", ylabel="count", title=title)
     ax.legend(fontsize=8)
+
+
+MEANINGS = {
+    "CV-1": {
+        "supported": "5-fold means varied less than single 80/20 splits of the same pool: with scarce "
+                     "data, one split's number is partly luck, and k-fold buys a steadier number for k "
+                     "trainings.",
+        "not supported": "Single splits varied no more than 5-fold means here: the training noise of "
+                         "each model (seeds) may dominate the noise from which images are validated, or "
+                         "the pool is large enough that one split's validation part is already stable.",
+        "inconclusive": "A spread estimated from a handful of repeats is itself uncertain (the F "
+                        "interval is wide): more repeats and single splits would settle it.",
+    },
+    "CV-2": {
+        "supported": "Choosing among configurations on the test split made the reported accuracy "
+                     "optimistic by more than the margin, while choosing on validation did not: a test "
+                     "number used for a choice is no longer an estimate of new-data accuracy, which is "
+                     "why the test set stays out of cross-validation and every other choice.",
+        "not supported": "The test-set choice was not measurably more optimistic here: the "
+                         "configurations may differ by more than the test noise (the same one wins on "
+                         "any split), make nearly the same errors (in this notebook they share each fold's "
+                         "seed and data order, so their luck on split A is shared), or the reported split "
+                         "is large. The rule still stands: the bias "
+                         "grows with more configurations and smaller test sets (exercises 1 and 3).",
+        "inconclusive": "The optimism could not be told from fold-to-fold noise at this budget: more "
+                        "folds or configurations, or a smaller reported split, would settle it.",
+    },
+    "CV-3": {
+        "supported": "The planted bug moved the validation-test gap far outside what sampling alone "
+                     "produces, while the clean gap stayed inside: judge a gap against its sampling band, "
+                     "not by eye.",
+        "not supported": "The demonstration failed: either the clean gap fell outside its sampling band "
+                         "(look for a real difference between the splits) or the bug did not move the gap.",
+    },
+}

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 
+from ..core import claims
 from ..core.train import predict_logits
 from ..ui.plots import render_png
 
@@ -214,17 +215,61 @@ def score_policies(logits: dict, seconds: dict, y: torch.Tensor, policies: dict,
 
 def mean_over_models(per_model: list) -> dict:
     """Mean and model-to-model spread of ``score_policies`` results over several models:
-    ``{policy: {"acc", "gain", "gain_sd", "gains", "wrong_to_right", "right_to_wrong", "cost"}}``."""
+    ``{policy: {"acc", "accs", "gain", "gain_sd", "gains", "wrong_to_right", "right_to_wrong", "cost"}}``
+    (``accs`` and ``gains``: one value per model, in model order, so arms stay paired)."""
     out = {}
     for p in per_model[0]:
         rows = [m[p] for m in per_model]
         gains = [r["gain"] for r in rows]
-        out[p] = {"acc": statistics.fmean(r["acc"] for r in rows), "gain": statistics.fmean(gains),
+        out[p] = {"acc": statistics.fmean(r["acc"] for r in rows), "accs": [r["acc"] for r in rows],
+                  "gain": statistics.fmean(gains),
                   "gain_sd": statistics.stdev(gains) if len(gains) > 1 else 0.0, "gains": gains,
                   "wrong_to_right": statistics.fmean(r["wrong_to_right"] for r in rows),
                   "right_to_wrong": statistics.fmean(r["right_to_wrong"] for r in rows),
                   "cost": statistics.fmean(r["cost"] for r in rows), "views": rows[0]["views"]}
     return out
+
+
+def policy_verdict(claim_id: str, summary: dict, policy: str, expect: str, margin: float,
+                   level: float = 0.95, what: str = "") -> dict:
+    """``claims.compare`` of one policy's accuracy against no TTA (policy ``none``), paired by
+    model (each model is its own control), in fractions; cost is left out of the verdict."""
+    s = summary[policy]
+    return claims.compare(claim_id, s["accs"], summary["none"]["accs"],
+                          what or f"test accuracy with '{policy}' TTA ({s['views']} views)",
+                          expect=expect, margin=margin, level=level, unit="fraction",
+                          label_t=policy, label_c="no_tta")
+
+
+def any_policy_lowers(claim_id: str, summary: dict, policies, margin: float,
+                      family_level: float = 0.95) -> dict:
+    """One verdict for "TTA can lower accuracy" over every declared policy, by a rule fixed
+    before the run: each policy is compared with no TTA (paired by model, ``expect="lower"``)
+    at the Bonferroni level ``1 - (1 - family_level) / len(policies)``, so that the chance of
+    any false "lowers" stays under ``1 - family_level``. *supported* when at least one policy is
+    (its interval wholly below zero and not wholly inside +-``margin``); *not supported*
+    when every policy's verdict is not supported (none lowers accuracy by more than the
+    margin); otherwise *inconclusive*. Every part is kept in the evidence."""
+    policies = list(policies)
+    if not policies or "none" in policies or not set(policies) <= set(summary):
+        raise ValueError(f"policies must be a non-empty list of scored policies other than 'none' "
+                         f"(scored: {sorted(p for p in summary if p != 'none')}), got {policies}")
+    level = 1 - (1 - family_level) / len(policies)
+    parts = {p: policy_verdict(claim_id, summary, p, "lower", margin, level) for p in policies}
+    found = [v["verdict"] for v in parts.values()]
+    verdict = ("supported" if "supported" in found else
+               "not supported" if all(f == "not supported" for f in found) else "inconclusive")
+    hurt = [p for p in policies if summary[p]["gain"] < 0]
+    lowered = [p for p, v in parts.items() if v["verdict"] == "supported"]
+    evidence = {"rule": "any_of, Bonferroni", "family_level": family_level, "level": level,
+                "margin": margin, "unit": "fraction", "parts": parts, "lowered": lowered,
+                "share_with_lower_mean": len(hurt) / len(policies),
+                "detectable_effect": max(v["evidence"]["detectable_effect"] for v in parts.values()),
+                "runs": parts[policies[0]]["evidence"]["runs"]}
+    summary_text = (f"{len(policies)} declared TTA policies, each against no TTA at the {level:.1%} level "
+                    f"(Bonferroni, family {family_level:.0%}): significantly lower for {lowered or 'none'}; "
+                    f"lower mean accuracy for {len(hurt)} of {len(policies)} ({hurt or 'none'})")
+    return claims.make_verdict(claim_id, verdict, evidence, summary_text)
 
 
 def table_rows(summary: dict) -> list[str]:
@@ -305,3 +350,28 @@ def panel_result(params: dict, policies: dict, outputs: dict, y: torch.Tensor) -
     per_model = [score_policies(lg, sec, y, chosen, params["merge"]) for lg, sec in outputs[params["models"]]]
     return {"label": f"models trained {params['models']}, {params['merge']}", "summary": mean_over_models(per_model),
             "stopped": None}
+
+
+MEANINGS = {
+    "TTA-1": {
+        "supported": "Flip TTA bought accuracy here for about twice the inference time: worth it where "
+                     "inference is cheap next to the value of the gain (offline scoring, a competition), "
+                     "not where latency is billed per request.",
+        "not supported": "Flip TTA gained nothing that matters (or lost) at this budget: models this "
+                         "small and short-trained may already be nearly flip-invariant from training with "
+                         "flips, so the mirrored view adds little new information; the papers' gains come "
+                         "from larger models and images.",
+        "inconclusive": "The gain could not be told from model-to-model noise: more models (the "
+                        "`standard` profile, or `full` on a GPU) or the whole test split would settle it.",
+    },
+    "TTA-2": {
+        "supported": "At least one declared policy lowered test accuracy beyond chance, as Shanmugam "
+                     "et al. 2021 report for standard policies: a TTA policy must be validated, not "
+                     "assumed to help. Views the model never saw in training are the usual culprits.",
+        "not supported": "No declared policy lowered accuracy by more than the margin here: on these "
+                         "models every view was close enough to training to do no harm. The claim says "
+                         "TTA *can* hurt; this run found no such case among its policies.",
+        "inconclusive": "Some policy may hurt, but with this many models and the strict per-policy "
+                        "level (Bonferroni) no decrease was clear: more models would settle it.",
+    },
+}

@@ -82,3 +82,29 @@ def test_resplit_gaps_match_binomial_sampling():
     assert (cv.resplit_gaps(correct, 1000, draws=50, seed=1) == cv.resplit_gaps(correct, 1000, draws=50, seed=1)).all()
     with pytest.raises(ValueError, match="between 1 and 1499"):
         cv.resplit_gaps(correct, 1500)
+
+
+def _probs(correct, n_classes=2):
+    """One-hot probabilities that are right where ``correct`` is 1, for labels all 0."""
+    pred = torch.as_tensor([0 if c else 1 for c in correct])
+    return torch.nn.functional.one_hot(pred, n_classes).float()
+
+
+def test_selection_optimism_is_positive_when_choosing_on_the_test_set():
+    # six configurations of the same true accuracy 70%: any winner on A is lucky on A
+    gen = torch.Generator().manual_seed(1)
+    y = torch.zeros(2000, dtype=torch.long)
+    probs = [_probs((torch.rand(2000, generator=gen) < 0.7).tolist()) for _ in range(6)]
+    r = cv.selection_optimism([0.7] * 6, probs, y, n_reported=200, draws=300, seed=0)
+    assert r["test_choice"] > 0.02            # max of six noisy estimates of 200 images
+    assert abs(r["val_choice"]) < 0.01        # a choice A never saw: no optimism on average
+    assert sum(r["picked_on_test"]) == 300 and len(r["picked_on_test"]) == 6
+
+
+def test_selection_optimism_refuses_bad_sizes():
+    y = torch.zeros(10, dtype=torch.long)
+    probs = [_probs([1] * 10), _probs([0] * 10)]
+    with pytest.raises(ValueError, match="n_reported must be a whole number between 1 and 9"):
+        cv.selection_optimism([0.5, 0.5], probs, y, n_reported=10)
+    with pytest.raises(ValueError, match="val_acc has 1 values but test_probs 2"):
+        cv.selection_optimism([0.5], probs, y, n_reported=5)

@@ -141,3 +141,45 @@ def test_panel_result_scores_the_ticked_policies_only(x):
     assert list(res["summary"]) == ["none", "flip"] and tta.render_panel(res)[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="tick at least one policy"):
         tta.panel_result(params | {"flip": False}, pol, out, torch.zeros(12, dtype=torch.long))
+
+
+def _summary(none, policies):
+    """A mean_over_models-like summary from per-model accuracies."""
+    out = {"none": {"accs": none, "gain": 0.0, "views": 1}}
+    for p, accs in policies.items():
+        gain = sum(a - b for a, b in zip(accs, none)) / len(none)
+        out[p] = {"accs": accs, "gain": gain, "views": 2}
+    return out
+
+
+def test_any_policy_lowers_is_decided_over_every_declared_policy():
+    none = [0.70, 0.72, 0.71, 0.69]
+    helps = [0.72, 0.74, 0.73, 0.71]
+    hurts = [0.60, 0.61, 0.62, 0.58]
+    noisy = [0.71, 0.70, 0.73, 0.68]
+    s = _summary(none, {"helps": helps, "hurts": hurts, "noisy": noisy})
+    v = tta.any_policy_lowers("TTA-2", s, ["helps", "hurts", "noisy"], margin=0.005)
+    assert v["verdict"] == "supported" and v["kind"] == "experiment"
+    assert v["evidence"]["lowered"] == ["hurts"] and set(v["evidence"]["parts"]) == {"helps", "hurts", "noisy"}
+    assert v["evidence"]["level"] == pytest.approx(1 - 0.05 / 3)
+    assert v["evidence"]["share_with_lower_mean"] == pytest.approx(1 / 3)
+    # without the harmful policy nothing lowers accuracy; "helps" is not supported, "noisy" undecided
+    v2 = tta.any_policy_lowers("TTA-2", s, ["helps", "noisy"], margin=0.005)
+    assert v2["verdict"] == "inconclusive" and v2["evidence"]["lowered"] == []
+    v3 = tta.any_policy_lowers("TTA-2", s, ["helps"], margin=0.005)
+    assert v3["verdict"] == "not supported"
+
+
+def test_any_policy_lowers_refuses_unscored_policies():
+    s = _summary([0.7, 0.7], {"flip": [0.71, 0.72]})
+    with pytest.raises(ValueError, match="policies must be a non-empty list"):
+        tta.any_policy_lowers("TTA-2", s, ["rotate"], margin=0.005)
+    with pytest.raises(ValueError, match="other than 'none'"):
+        tta.any_policy_lowers("TTA-2", s, [], margin=0.005)
+
+
+def test_policy_verdict_pairs_accuracies_by_model():
+    s = _summary([0.70, 0.75, 0.80], {"flip": [0.71, 0.76, 0.81]})
+    v = tta.policy_verdict("TTA-1", s, "flip", "higher", margin=0.003)
+    assert v["verdict"] == "supported" and v["evidence"]["test"] == "paired t"
+    assert v["evidence"]["effect"] == pytest.approx(0.01)
