@@ -335,6 +335,35 @@ def all_of(claim_id: str, parts, what: str = "", allow_empty: bool = False) -> d
     return make_verdict(claim_id, verdict, evidence, summary, kind)
 
 
+def any_of(claim_id: str, parts: dict, what: str = "", family_level: float | None = None) -> dict:
+    """One verdict for "at least one of several declared alternatives shows the effect" (e.g.
+    "some TTA policies lower accuracy"): *supported* when any experiment part is supported,
+    *not supported* when every part is, otherwise *inconclusive*. The alternatives must be
+    declared before the run, and each part's interval should be at a family-corrected level
+    (Bonferroni: ``1 - (1 - family_level) / len(parts)``, passed to each part's ``compare``),
+    so that the chance of a false "supported" over the family stays under ``1 - family_level``.
+    ``parts`` is a dict naming the parts; each is kept whole in ``evidence["parts"]``, and the
+    detectable effect is the largest of the parts'."""
+    if not parts:
+        raise ValueError("any_of needs at least one declared part")
+    experiments = {n: p for n, p in parts.items() if p.get("kind", "experiment") == "experiment"}
+    deciding = experiments or parts
+    found = [p["verdict"] for p in deciding.values()]
+    verdict = ("supported" if "supported" in found else
+               "not supported" if all(f == "not supported" for f in found) else "inconclusive")
+    shown = [n for n, p in deciding.items() if p["verdict"] == "supported"]
+    detectable = [p["evidence"].get("detectable_effect") for p in deciding.values()]
+    detectable = [d for d in detectable if isinstance(d, (int, float)) and math.isfinite(d)]
+    first = next(iter(deciding.values()))["evidence"]
+    evidence = {"rule": "any_of", "family_level": family_level, "parts": dict(parts), "shown_by": shown,
+                "detectable_effect": max(detectable) if detectable else math.nan,
+                "unit": first.get("unit", ""), "runs": first.get("runs")}
+    level = f" (family level {family_level:.0%}, Bonferroni)" if family_level else ""
+    summary = (f"{what}: " if what else "") + (f"{len(deciding)} declared alternatives{level}; "
+                                               f"shown by {', '.join(shown) if shown else 'none'}")
+    return make_verdict(claim_id, verdict, evidence, summary, "experiment" if experiments else "demonstration")
+
+
 def count_verdicts(verdicts) -> dict:
     """``{kind: {verdict: n}}`` for a list of verdict records, every kind and verdict present
     (0 when none): experiments' verdicts are counted apart from demonstrations'."""

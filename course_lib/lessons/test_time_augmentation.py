@@ -256,20 +256,12 @@ def any_policy_lowers(claim_id: str, summary: dict, policies, margin: float,
                          f"(scored: {sorted(p for p in summary if p != 'none')}), got {policies}")
     level = 1 - (1 - family_level) / len(policies)
     parts = {p: policy_verdict(claim_id, summary, p, "lower", margin, level) for p in policies}
-    found = [v["verdict"] for v in parts.values()]
-    verdict = ("supported" if "supported" in found else
-               "not supported" if all(f == "not supported" for f in found) else "inconclusive")
     hurt = [p for p in policies if summary[p]["gain"] < 0]
-    lowered = [p for p, v in parts.items() if v["verdict"] == "supported"]
-    evidence = {"rule": "any_of, Bonferroni", "family_level": family_level, "level": level,
-                "margin": margin, "unit": "fraction", "parts": parts, "lowered": lowered,
-                "share_with_lower_mean": len(hurt) / len(policies),
-                "detectable_effect": max(v["evidence"]["detectable_effect"] for v in parts.values()),
-                "runs": parts[policies[0]]["evidence"]["runs"]}
-    summary_text = (f"{len(policies)} declared TTA policies, each against no TTA at the {level:.1%} level "
-                    f"(Bonferroni, family {family_level:.0%}): significantly lower for {lowered or 'none'}; "
-                    f"lower mean accuracy for {len(hurt)} of {len(policies)} ({hurt or 'none'})")
-    return claims.make_verdict(claim_id, verdict, evidence, summary_text)
+    v = claims.any_of(claim_id, parts, f"{len(policies)} declared TTA policies, each against no TTA at the "
+                                       f"{level:.1%} level", family_level=family_level)
+    v["evidence"].update(margin=margin, level=level, share_with_lower_mean=len(hurt) / len(policies))
+    v["summary"] += f"; lower mean accuracy for {len(hurt)} of {len(policies)} ({hurt or 'none'})"
+    return v
 
 
 def table_rows(summary: dict) -> list[str]:

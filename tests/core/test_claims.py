@@ -177,3 +177,17 @@ def test_every_verdict_rule_lives_in_claims():
     for path in lessons.glob("*.py"):
         text = path.read_text(encoding="utf-8")
         assert not re.search(r"(make_verdict|decide|effect_interval)\(", text), f"{path.name} decides verdicts itself"
+
+
+def test_any_of_is_supported_by_one_declared_part_and_refuted_only_by_all():
+    yes = C.compare("TTA-2", [0.5, 0.51, 0.52], [0.6, 0.6, 0.61], "acc", expect="lower", unit="fraction")
+    no = C.compare("TTA-2", [0.6, 0.6, 0.6], [0.6, 0.6, 0.6], "acc", expect="lower", margin=0.01, unit="fraction")
+    maybe = C.compare("TTA-2", [0.5, 0.7, 0.55], [0.6, 0.6, 0.61], "acc", expect="lower", unit="fraction")
+    assert (yes["verdict"], no["verdict"], maybe["verdict"]) == ("supported", "not supported", "inconclusive")
+    v = C.any_of("TTA-2", {"a": no, "b": yes, "c": maybe}, "policies", family_level=0.95)
+    assert v["verdict"] == "supported" and v["evidence"]["shown_by"] == ["b"] and v["kind"] == "experiment"
+    assert C.any_of("TTA-2", {"a": no, "b": no})["verdict"] == "not supported"
+    assert C.any_of("TTA-2", {"a": no, "c": maybe})["verdict"] == "inconclusive"
+    assert v["evidence"]["detectable_effect"] == max(p["evidence"]["detectable_effect"] for p in (yes, no, maybe))
+    with pytest.raises(ValueError, match="at least one declared part"):
+        C.any_of("TTA-2", {})

@@ -160,12 +160,12 @@ def test_any_policy_lowers_is_decided_over_every_declared_policy():
     s = _summary(none, {"helps": helps, "hurts": hurts, "noisy": noisy})
     v = tta.any_policy_lowers("TTA-2", s, ["helps", "hurts", "noisy"], margin=0.005)
     assert v["verdict"] == "supported" and v["kind"] == "experiment"
-    assert v["evidence"]["lowered"] == ["hurts"] and set(v["evidence"]["parts"]) == {"helps", "hurts", "noisy"}
+    assert v["evidence"]["shown_by"] == ["hurts"] and set(v["evidence"]["parts"]) == {"helps", "hurts", "noisy"}
     assert v["evidence"]["level"] == pytest.approx(1 - 0.05 / 3)
     assert v["evidence"]["share_with_lower_mean"] == pytest.approx(1 / 3)
     # without the harmful policy nothing lowers accuracy; "helps" is not supported, "noisy" undecided
     v2 = tta.any_policy_lowers("TTA-2", s, ["helps", "noisy"], margin=0.005)
-    assert v2["verdict"] == "inconclusive" and v2["evidence"]["lowered"] == []
+    assert v2["verdict"] == "inconclusive" and v2["evidence"]["shown_by"] == []
     v3 = tta.any_policy_lowers("TTA-2", s, ["helps"], margin=0.005)
     assert v3["verdict"] == "not supported"
 
