@@ -23,6 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..core.runs import train_and_score
+from ..core.train import evaluate
 from ..ui.plots import render_png
 
 
@@ -36,10 +37,13 @@ def lr_grid(low: float, high: float, n: int) -> list[float]:
 
 
 def train_bs_lr_grid(model: nn.Module, data: dict, batch_sizes, lrs, seeds=(0,), epochs: int = 3,
-                     report=None, should_stop=None, progress: bool = False, **fit_kw) -> list[dict]:
+                     report=None, should_stop=None, progress: bool = False, keep_states: bool = False,
+                     **fit_kw) -> list[dict]:
     """Train ``model`` (re-initialised in place for every run) at every batch size x LR x seed.
 
     Returns one :func:`~course_lib.core.runs.train_and_score` summary per run, with ``batch_size``, ``lr`` and ``seed`` added.
+    ``keep_states`` also keeps a CPU copy of each run's final weights (``state``), so the runs
+    chosen later on validation can be scored on the test split (:func:`score_test_split`).
     ``report(results_so_far)`` is called after every run; ``should_stop()`` ends the grid early
     (the runs done so far are returned); ``progress`` shows a bar over the runs.
     """
@@ -59,6 +63,8 @@ def train_bs_lr_grid(model: nn.Module, data: dict, batch_sizes, lrs, seeds=(0,),
                         return results
                     r = train_and_score(model, data, seed, epochs=epochs, batch_size=bs, lr=lr,
                                 should_stop=should_stop, progress=False, **fit_kw)
+                    if keep_states:
+                        r["state"] = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
                     results.append({"batch_size": bs, "lr": lr, "seed": seed, **r})
                     bar.update(1)
                     bar.set_postfix(bs=bs, lr=f"{lr:.2g}", acc=f"{r['val_acc']:.2f}")
@@ -157,6 +163,18 @@ def fit_slope(batch_sizes, best_lrs) -> dict:
             "r": float(fit_.rvalue)}
 
 
+def scaling_slope(batch_sizes, best_lrs) -> dict:
+    """The slope of log(best LR) against log(batch size), as :func:`fit_slope` returns it: a
+    least-squares fit for 3 or more batch sizes, the line through both points for exactly 2."""
+    if len(batch_sizes) >= 3:
+        return fit_slope(batch_sizes, best_lrs)
+    b, lr = np.log10(np.asarray(batch_sizes, float)), np.log10(np.asarray(best_lrs, float))
+    if len(b) != 2 or len(lr) != 2 or b[0] == b[1]:
+        raise ValueError(f"need 2 distinct batch sizes with one best LR each, got {batch_sizes} and {best_lrs}")
+    slope = float((lr[1] - lr[0]) / (b[1] - b[0]))
+    return {"slope": slope, "intercept": float(lr[0] - slope * b[0]), "stderr": math.nan, "r": math.nan}
+
+
 def read_grid(results: list[dict], batch_sizes, lrs, tol: float = 0.01) -> dict:
     """Per seed of a grid: the best LR and the good-LR window of every batch size, and the slope
     of log(best LR) against log(batch size). ``{seed: {"best": [...], "window": [...], "slope": {...}}}``."""
@@ -165,7 +183,7 @@ def read_grid(results: list[dict], batch_sizes, lrs, tol: float = 0.01) -> dict:
         m = grid_matrix(results, batch_sizes, lrs, seed)
         best = [best_lr(lrs, row) for row in m]
         out[seed] = {"best": best, "window": [good_lr_window(lrs, row, tol) for row in m],
-                     "slope": fit_slope(batch_sizes, [b["lr"] for b in best])}
+                     "slope": scaling_slope(batch_sizes, [b["lr"] for b in best])}
     return out
 
 
@@ -184,6 +202,62 @@ def key_runs(model: nn.Module, data: dict, grid: list[dict], batch_sizes, lrs, s
                                               **train_and_score(model, data, s, batch_size=bs, lr=lr, progress=False, **fit_kw)})
         out[bs] = runs
     return out
+
+
+def per_seed(readings: dict, batch_sizes) -> dict:
+    """From :func:`read_grid`: per batch size, one value per seed of ``log10_best_lr`` and
+    ``window_decades`` (the good-LR window's width), in seed order (so seeds pair up)."""
+    out = {"log10_best_lr": {}, "window_decades": {}}
+    for i, bs in enumerate(batch_sizes):
+        out["log10_best_lr"][bs] = [math.log10(r["best"][i]["lr"]) for r in readings.values()]
+        out["window_decades"][bs] = [r["window"][i]["width_decades"] for r in readings.values()]
+    return out
+
+
+def score_test_split(model: nn.Module, data: dict, run: dict) -> float:
+    """Accuracy on the whole test split of a grid run kept with ``keep_states`` (its weights are
+    loaded into ``model``, which the sweep reuses anyway)."""
+    if "state" not in run:
+        raise ValueError("this run kept no weights: train the grid with keep_states=True")
+    model.load_state_dict(run["state"])
+    return evaluate(model, data["test_x"], data["test_y"], data["mean"], data["std"])["acc"]
+
+
+def key_measures(model: nn.Module, data: dict, key: dict, target: float) -> dict:
+    """Per batch size (from :func:`key_runs`), one value per seed of: ``val_acc``, ``test_acc``,
+    ``gap`` (training accuracy in eval mode minus test accuracy), ``epochs`` and ``steps`` to
+    ``target`` validation accuracy (NaN if never reached; steps = epochs x steps per epoch, the
+    work measure of LR-2), ``seconds`` to target (training time, noisy) and ``images_per_s``."""
+    n = len(data["train_y"])
+    out = {k: {} for k in ("val_acc", "test_acc", "gap", "epochs", "steps", "seconds", "images_per_s")}
+    for bs, runs in key.items():
+        for k in out:
+            out[k][bs] = []
+        for r in runs:
+            test = score_test_split(model, data, r)
+            ttt = time_to_target(r["history"]["epoch"]["val_acc"], r["train_seconds"], target)
+            out["val_acc"][bs].append(r["val_acc"])
+            out["test_acc"][bs].append(test)
+            out["gap"][bs].append(r["train_eval_acc"] - test)
+            out["epochs"][bs].append(ttt["epochs"])
+            out["steps"][bs].append(ttt["epochs"] * max(n // bs, 1))
+            out["seconds"][bs].append(ttt["seconds"])
+            out["images_per_s"][bs].append(r["images_per_s"])
+    return out
+
+
+def draw_paired(ax, arms: dict, ylabel: str, title: str, logy: bool = False) -> None:
+    """Paired seeds of two or more arms ``{label: [value per seed]}``: one grey line per seed
+    across the arms, its points, and the arm means as black bars (the seed spread is visible)."""
+    labels = list(arms)
+    values = np.array([arms[a] for a in labels], dtype=float)
+    for s in range(values.shape[1]):
+        ax.plot(range(len(labels)), values[:, s], "o-", color="grey", alpha=0.6, ms=4)
+    ax.plot(range(len(labels)), np.nanmean(values, axis=1), "_", color="black", ms=30, mew=2)
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_xlim(-0.5, len(labels) - 0.5)
+    ax.set(ylabel=ylabel, title=title, yscale="log" if logy else "linear")
+    ax.grid(alpha=0.3)
 
 
 def time_to_target(val_acc, seconds, target: float, start_acc: float = 0.1) -> dict:
@@ -284,3 +358,54 @@ def draw_batch_summary(axes, batch_sizes, readings: dict, per_bs: dict) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     axes[1].legend(fontsize=7)
+
+
+MEANINGS = {
+    "LR-1": {
+        "supported": "The best LR moved up with the batch by more than the declared margin, "
+                     "as Goyal et al. (2017) found for ResNet-50 on ImageNet; the slope printed in "
+                     "section 2 says whether the move is nearer the linear or the square-root rule.",
+        "not supported": "The best LR did not move up by more than the margin. Read the heatmap "
+                         "first: a best LR on the grid's edge means the optimum lies outside the "
+                         "grid; and at a few epochs the large batch takes 16x fewer steps, so it "
+                         "may be too under-trained for its LR optimum to show (Goyal et al. "
+                         "trained 90 epochs).",
+        "inconclusive": "The seeds disagree about how far the best LR moved: the grid steps are "
+                        "about half a decade, and short runs make each row's peak noisy.",
+    },
+    "LR-2": {
+        "supported": "The large batch reached the target in fewer optimizer steps. Steps are wall "
+                     "clock only on hardware that runs a whole batch in parallel (a GPU with "
+                     "enough memory); on this CPU a step of 512 images costs several times one "
+                     "of 32 (the printed seconds show it).",
+        "not supported": "The large batch needed as many steps or more: it is past the 'critical "
+                         "batch size' where more images per step stop buying progress (Shallue "
+                         "et al. 2019), or its LR was too far from its optimum.",
+        "inconclusive": "Runs that never reached the target are left out, and the seeds "
+                        "disagree; a lower target or more epochs would give every run a time.",
+    },
+    "LR-3": {
+        "supported": "The window of LRs within the tolerance of the best was narrower for the "
+                     "large batch, as Masters & Luschi (2018) report.",
+        "not supported": "The window was not narrower for the large batch. At a fixed epoch "
+                         "budget the large batch is under-trained at every LR, so its row is "
+                         "flat and its window wide; the claim is about runs trained to the end.",
+        "inconclusive": "Window widths read from a few grid points per row are noisy; more LRs "
+                        "per row or more seeds would settle it.",
+    },
+    "LR-4": {
+        "supported": "The large batch scored lower on the test split and with a larger "
+                     "train-test gap: the pattern Keskar et al. (2017) attribute to sharp minima.",
+        "not supported": "Either the large batch did not score lower, or it did but with a "
+                         "smaller gap: plain under-training (16x fewer steps), which Hoffer et al. "
+                         "(2017) show closes with more updates, not a sharp minimum.",
+        "inconclusive": "At least one part could not be told from seed noise.",
+    },
+    "LR-5": {
+        "supported": "The large batch processed more images per second but needed more epochs "
+                     "(images) to reach the target: the trade-off of the claim.",
+        "not supported": "One half failed: either no throughput gain on this hardware, or the "
+                         "large batch needed no more epochs than the small one.",
+        "inconclusive": "At least one half could not be told from seed noise.",
+    },
+}

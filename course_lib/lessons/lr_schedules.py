@@ -262,3 +262,81 @@ def with_preview(panel, spec: dict, spe: int):
     box = W.VBox([preview, note, panel])
     box.preview, box.note, box.update = preview, note, update
     return box
+
+
+def score_on_test(runs: dict, data: dict) -> dict:
+    """Per arm, one dict per seed from :func:`best_and_last_accuracy` on the whole test split:
+    ``last`` (the final model: the schedules' metric), ``best`` (the best validation epoch's
+    weights: REG-2) and ``best_epoch``."""
+    out = {}
+    for arm, rs in runs.items():
+        out[arm] = [best_and_last_accuracy(r, data["test_x"], data["test_y"], data["mean"], data["std"])
+                    for r in rs]
+    return out
+
+
+def per_seed_mean(scores: dict, arms, key: str) -> list[float]:
+    """For every seed, the mean of ``scores[arm][seed][key]`` over ``arms`` (one number per
+    seed, so the seeds stay paired)."""
+    n = min(len(scores[a]) for a in arms)
+    return [statistics.fmean(scores[a][i][key] for a in arms) for i in range(n)]
+
+
+def draw_paired(ax, arms: dict, ylabel: str, title: str) -> None:
+    """Paired seeds of two or more arms ``{label: [value per seed]}``: one grey line per seed
+    across the arms, its points, and the arm means as black bars (the seed spread is visible)."""
+    labels = list(arms)
+    values = np.array([arms[a] for a in labels], dtype=float)
+    for s in range(values.shape[1]):
+        ax.plot(range(len(labels)), values[:, s], "o-", color="grey", alpha=0.6, ms=4)
+    ax.plot(range(len(labels)), np.nanmean(values, axis=1), "_", color="black", ms=30, mew=2)
+    ax.set_xticks(range(len(labels)), labels, fontsize=8)
+    ax.set_xlim(-0.5, len(labels) - 0.5)
+    ax.set(ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3)
+
+
+MEANINGS = {
+    "SC-1": {
+        "supported": "Warm restarts ended above both plain cosine and a constant LR on the test "
+                     "split, by more than the margin, at the same peak LR and number of steps.",
+        "not supported": "Warm restarts did not beat plain cosine (or a constant LR) by more than "
+                         "the margin. SGDR's promise is good *anytime* performance and snapshots; "
+                         "Loshchilov & Hutter report its final gains for wide ResNets trained for "
+                         "hundreds of epochs, far beyond this budget, where a restart mostly "
+                         "costs the last cycle's progress.",
+        "inconclusive": "The paired differences straddle zero: at this budget the schedules "
+                        "differ by less than the seed noise can resolve.",
+    },
+    "SC-2": {
+        "supported": "Decaying the LR to zero (cosine) ended above a constant LR on the test split: "
+                     "a decayed LR lets the weights settle instead of bouncing around a minimum.",
+        "not supported": "Cosine did not end above a constant LR. With very short runs the model "
+                         "is still far from any minimum, so settling buys nothing yet.",
+        "inconclusive": "The difference could not be told from seed noise at this budget.",
+    },
+    "LR-10": {
+        "supported": "Warmup helped and the large peak beat the ten times smaller one.",
+        "not supported": "At least one part failed. Warmup matters where the peak LR is close to "
+                         "unstable at the start (Goyal et al. used it for batch 8,192 at a "
+                         "linearly scaled LR); at a moderate LR it only spends steps. A small peak "
+                         "that wins means the large one is too large for this model and budget.",
+        "inconclusive": "At least one part could not be told from seed noise.",
+    },
+    "LR-11": {
+        "supported": "Reduce-on-plateau ended above a constant LR: lowering the LR when validation "
+                     "stalls acted like a decay.",
+        "not supported": "Reduce-on-plateau did not beat a constant LR: in a few epochs the "
+                         "validation loss may never stall, so it never acts and *is* the constant "
+                         "schedule (the printed LR per epoch shows what it did).",
+        "inconclusive": "The difference could not be told from seed noise at this budget.",
+    },
+    "REG-2": {
+        "supported": "The best validation epoch's weights scored higher on the test split than "
+                     "the last epoch's: keeping the best epoch paid off.",
+        "not supported": "The best epoch's weights did not score higher: with decaying schedules "
+                         "the last epoch is usually the best, so early stopping has nothing to "
+                         "rescue; it pays where training overfits or ends at a high LR.",
+        "inconclusive": "The difference could not be told from seed noise.",
+    },
+}

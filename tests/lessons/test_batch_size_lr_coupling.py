@@ -123,3 +123,42 @@ def test_grid_panel_run_function_and_its_renderer(tiny):
         assert grid_png(partial, "t").startswith(b"\x89PNG")
     with pytest.raises(ValueError, match="exceeds the 90 training images"):
         run({**p, "bs_min": 64, "bs_factor": 4, "n_bs": 3}, seen.append, lambda: False)
+
+
+def test_two_batch_sizes_give_the_slope_of_the_line_through_both():
+    from course_lib.lessons.batch_size_lr_coupling import scaling_slope
+    s = scaling_slope([32, 512], [0.05, 0.8])  # 16x batch, 16x LR: the linear rule
+    assert s["slope"] == pytest.approx(1.0)
+    assert scaling_slope([32, 512], [0.05, 0.2])["slope"] == pytest.approx(0.5)
+    assert scaling_slope([32, 64, 128], [0.1, 0.2, 0.4])["slope"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="2 distinct batch sizes"):
+        scaling_slope([32, 32], [0.1, 0.2])
+
+
+def test_kept_states_score_each_chosen_run_on_the_test_split_and_pair_by_seed(tiny):
+    from course_lib.lessons.batch_size_lr_coupling import (
+        key_measures,
+        key_runs,
+        per_seed,
+        read_grid,
+        score_test_split,
+    )
+    model = tiny_model()
+    bss, lrs = [8, 16], [0.01, 0.1, 0.3]
+    grid = train_bs_lr_grid(model, tiny, bss, lrs, seeds=(0, 1), epochs=2, keep_states=True,
+                            train_eval=16, schedule="cosine")
+    run = grid[0]
+    first = score_test_split(model, tiny, run)
+    score_test_split(model, tiny, grid[-1])  # the reused model now holds another run
+    assert score_test_split(model, tiny, run) == pytest.approx(first), "the run's own weights"
+    seedwise = per_seed(read_grid(grid, bss, lrs), bss)
+    assert [len(v) for v in seedwise["log10_best_lr"].values()] == [2, 2]
+    key = key_runs(model, tiny, grid, bss, lrs, [0, 1], epochs=2, schedule="cosine", train_eval=16)
+    m = key_measures(model, tiny, key, target=0.2)
+    assert set(m["steps"]) == {8, 16} and len(m["test_acc"][16]) == 2
+    n = len(tiny["train_y"])
+    for bs in bss:
+        for e, s in zip(m["epochs"][bs], m["steps"][bs]):
+            assert (math.isnan(e) and math.isnan(s)) or s == pytest.approx(e * (n // bs))
+    with pytest.raises(ValueError, match="keep_states=True"):
+        score_test_split(model, tiny, {"val_acc": 0.5})

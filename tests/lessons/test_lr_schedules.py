@@ -135,3 +135,30 @@ def test_run_selected_trains_the_ticked_arms_and_stops_on_request(tiny):
 def test_accuracy_table_gives_mean_and_seed_spread():
     rows = lr_study.accuracy_table({"cosine": {"final": [0.5, 0.6], "best": [0.6, 0.6], "best_epoch": [3, 4]}})
     assert rows[1].split() == ["cosine", "55.00", "±", "7.07", "%", "60.00", "±", "0.00", "%", "[3,", "4]"]
+
+
+def test_test_split_scores_and_per_seed_means_keep_seeds_paired(tiny):
+    recipes = lr_study.recipes(0.05, 2, 3)
+    runs = {arm: [lr_study.run_recipe(tiny_model(s), tiny, recipes[arm], epochs=2, batch_size=30, seed=s)
+                  for s in (0, 1)] for arm in ("constant", "cosine")}
+    scores = lr_study.score_on_test(runs, tiny)
+    assert [len(v) for v in scores.values()] == [2, 2]
+    one = lr_study.best_and_last_accuracy(runs["cosine"][1], tiny["test_x"], tiny["test_y"], tiny["mean"],
+                                          tiny["std"])
+    assert scores["cosine"][1] == one, "scored on the test split"
+    means = lr_study.per_seed_mean(scores, ["constant", "cosine"], "last")
+    assert means[0] == pytest.approx((scores["constant"][0]["last"] + scores["cosine"][0]["last"]) / 2)
+    assert len(means) == 2
+
+
+@pytest.mark.parametrize("module", ["lr_schedules", "batch_size_lr_coupling"])
+def test_meanings_cover_every_outcome_of_their_notebook_claims(module):
+    import importlib
+
+    from course_lib.core import takeaways
+    from course_lib.core.claims import load_claims
+    meanings = importlib.import_module(f"course_lib.lessons.{module}").MEANINGS
+    assert set(meanings) <= set(load_claims())
+    for claim, m in meanings.items():
+        assert set(m) == set(takeaways.OUTCOMES), claim
+    takeaways.takeaways([], meanings)  # accepted by the takeaways helper
