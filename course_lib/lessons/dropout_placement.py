@@ -149,7 +149,8 @@ def train_config(config: dict, data: dict, epochs: int, seed: int = 0, widths=(3
     Returns ``history`` (per-epoch val loss curves), ``train_acc`` measured in eval mode on up
     to ``n_train_eval`` training images without augmentation (the accuracy the model has on what
     it saw, not the running average under dropout), ``val_acc``, ``gap`` = train - val accuracy,
-    ``val_loss`` and, if ``keep_model``, the ``model``. The per-epoch curves use the first
+    ``val_loss``, ``test_acc`` and ``test_gap`` = train - test accuracy on the whole test split
+    (final numbers; the validation split is for choosing) and, if ``keep_model``, the ``model``. The per-epoch curves use the first
     ``curve_val_n`` validation images (None: all; fewer keeps many short runs cheap); the final
     validation accuracy and loss always use the whole validation split.
     """
@@ -162,28 +163,80 @@ def train_config(config: dict, data: dict, epochs: int, seed: int = 0, widths=(3
     tr = evaluate(model, data["train_x"][:n_train_eval], data["train_y"][:n_train_eval],
                   data["mean"], data["std"])
     va = evaluate(model, data["val_x"], data["val_y"], data["mean"], data["std"])
+    te = evaluate(model, data["test_x"], data["test_y"], data["mean"], data["std"])
     out = {"history": hist, "train_acc": tr["acc"], "val_acc": va["acc"], "gap": tr["acc"] - va["acc"],
-           "val_loss": va["loss"]}
+           "val_loss": va["loss"], "test_acc": te["acc"], "test_gap": tr["acc"] - te["acc"]}
     if keep_model:
         out["model"] = model
     return out
 
 
-def train_configs(configs: dict, data: dict, seeds, keep=(), progress: bool = True, **train_kw) -> dict:
+def train_configs(configs: dict, data: dict, seeds, keep=(), progress: bool = True, overrides=None,
+                  **train_kw) -> dict:
     """Train every configuration once per seed: name -> list of :func:`train_config` results.
 
-    Models are kept only for the names in ``keep`` (memory). ``train_kw`` go to ``train_config``.
+    Models are kept only for the names in ``keep`` (memory). ``train_kw`` go to ``train_config``;
+    ``overrides`` (name -> dict) replace some of them for one configuration (e.g. its own ``lr``).
+    Seed *i* gives every configuration the same initial weights (dropout adds no parameters)
+    and the same data order, so the arms are paired.
     """
+    overrides = overrides or {}
     results = {name: [] for name in configs}
     runs = [(name, s) for name in configs for s in seeds]
     for name, s in tqdm(runs, desc="runs", disable=not progress):
-        results[name].append(train_config(configs[name], data, seed=s, keep_model=name in keep, **train_kw))
+        kw = {**train_kw, **overrides.get(name, {})}
+        results[name].append(train_config(configs[name], data, seed=s, keep_model=name in keep, **kw))
     return results
 
 
+def do4_arms(lrs, rates, lr: float) -> tuple[dict, dict, dict]:
+    """DO-4's candidates at equal tuning budgets: the batch-norm-only arm tries each peak LR in
+    ``lrs``; the batch norm + head dropout arm tries each rate in ``rates`` at ``lr``. Returns
+    (configs, per-configuration overrides, {"BN only": names, "BN + dropout": names}); each arm
+    later keeps the candidate with the best validation accuracy."""
+    if len(lrs) != len(rates) or not lrs:
+        raise ValueError(f"give both arms the same number of candidates (equal tuning budgets), "
+                         f"got {len(lrs)} LRs and {len(rates)} dropout rates")
+    configs, overrides, arms = {}, {}, {"BN only": [], "BN + dropout": []}
+    for a in lrs:
+        name = f"BN only, lr {a:g}"
+        configs[name], overrides[name] = {"batch_norm": True}, {"lr": a}
+        arms["BN only"].append(name)
+    for p in rates:
+        name = f"BN + head {p:g}, lr {lr:g}"
+        configs[name], overrides[name] = {"batch_norm": True, "head_dropout": p}, {"lr": lr}
+        arms["BN + dropout"].append(name)
+    return configs, overrides, arms
+
+
+def draw_paired(ax, arms: dict, ylabel: str = "test accuracy (%)", title: str = "") -> None:
+    """Each arm's per-seed values as points (x = arm), seed *i* of every arm joined by a grey
+    line: the spread between seeds and the paired differences in one picture. Fractions are
+    drawn as percentages."""
+    names = list(arms)
+    for i, name in enumerate(names):
+        v = [100 * a for a in arms[name]]
+        ax.plot([i] * len(v), v, "o", label=f"{name} (mean {statistics.fmean(v):.1f})")
+    for pair in zip(*[arms[n] for n in names]):
+        ax.plot(range(len(names)), [100 * a for a in pair], color="0.7", lw=0.8, zorder=0)
+    ax.set_xticks(range(len(names)), names)
+    ax.set(xlim=(-0.5, len(names) - 0.5), ylabel=ylabel, title=title)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+
+
 def values(results: dict, name: str, key: str) -> list[float]:
-    """One measurement (``train_acc``, ``val_acc``, ``gap``, ``val_loss``) of a configuration, per seed."""
+    """One measurement (``train_acc``, ``val_acc``, ``gap``, ``val_loss``, ``test_acc``,
+    ``test_gap``) of a configuration, per seed."""
     return [r[key] for r in results[name]]
+
+
+def tuned(results: dict, names, key: str = "test_acc", select_on: str = "val_acc") -> tuple[str, list[float]]:
+    """An arm tuned on validation: the configuration among ``names`` with the best mean
+    ``select_on`` over seeds, and its per-seed ``key`` (final numbers, on the test split).
+    Two arms given the same number of candidates get the same tuning budget."""
+    name = best_of(results, names, select_on)
+    return name, values(results, name, key)
 
 
 def best_of(results: dict, names, key: str = "val_acc") -> str:
@@ -296,3 +349,46 @@ def run_for_panel(params: dict, data: dict, report, should_stop, **train_kw) -> 
                        **train_kw)
     res["history"]["final"] = {k: res[k] for k in ("train_acc", "val_acc", "gap")}
     return res["history"]
+
+
+MEANINGS = {
+    "DO-1": {
+        "supported": "Head dropout helped and conv dropout stayed within the margin, as Srivastava et "
+                     "al. found for fully connected layers.",
+        "not supported": "Either head dropout did not help by more than the margin, or conv dropout moved "
+                         "accuracy by more than the margin (read the parts). With batch norm and a short "
+                         "budget, the head has few parameters to overfit, so dropout there has little to do.",
+        "inconclusive": "The seeds disagree too much to tell: the effects are smaller than this budget can "
+                        "resolve.",
+    },
+    "DO-2": {
+        "supported": "On the small set, p = 0.5 in the head both narrowed the train-test gap and raised "
+                     "test accuracy: it countered overfitting.",
+        "not supported": "Dropout did not both narrow the gap and raise test accuracy by more than the "
+                         "margin; a narrower gap alone can come from lower training accuracy (underfitting).",
+        "inconclusive": "At least one part could not be told from seed noise.",
+    },
+    "DO-3": {
+        "supported": "The best head rate inside 20-50% beat the best rate outside it on the test split "
+                     "(both chosen on validation).",
+        "not supported": "A rate outside 20-50% (none, or 0.8) did as well or better here: the useful rate "
+                         "depends on how much the model overfits, which batch norm and the budget change.",
+        "inconclusive": "The rates are too close to tell apart at this budget.",
+    },
+    "DO-4": {
+        "supported": "Each arm tuned on validation, dropout on top of batch norm changed test accuracy by "
+                     "less than the margin: batch norm has made it redundant here.",
+        "not supported": "Read the sign: a positive effect means dropout still adds accuracy on top of batch "
+                         "norm (the claim fails); a negative one means it costs accuracy, as Li et al. "
+                         "report when dropout's variance shift meets batch norm.",
+        "inconclusive": "The interval reaches past the margin: more seeds or a longer budget would settle "
+                        "whether dropout adds anything on top of batch norm.",
+    },
+    "DO-5": {
+        "supported": "Shown: with strong dropout, leaving it on at test time costs accuracy, because each "
+                     "prediction then comes from one random thinned network instead of the averaged one.",
+        "not supported": "Not shown: even at these rates the random thinning barely moved the predictions; "
+                         "raise the rates to see the mechanism.",
+        "inconclusive": "The loss from leaving dropout on is within seed noise at these rates.",
+    },
+}

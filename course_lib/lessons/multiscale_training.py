@@ -291,3 +291,45 @@ def render_multiscale(result: dict, title: str = "") -> bytes:
     accuracy-against-test-resolution curve once ``result["test_res"]`` is there."""
     return render_png([draw_epoch_accuracy, draw_train_heights, draw_test_resolution], result, title,
                       ncols=3, size=(11, 3.4))
+
+
+def draw_seeds(ax, arms: dict, ylabel: str = "test accuracy at 32 px (%)", title: str = "") -> None:
+    """Each arm's per-seed values (fractions, drawn as %) as points at x = arm, seed *i* of
+    every arm joined by a grey line: the seed spread and the paired differences in one view."""
+    names = list(arms)
+    for i, name in enumerate(names):
+        vals = [100 * a for a in arms[name]]
+        ax.plot([i] * len(vals), vals, "o", label=f"{name} (mean {np.mean(vals):.1f})")
+    for pair in zip(*[arms[n] for n in names]):
+        ax.plot(range(len(names)), [100 * a for a in pair], color="0.7", lw=0.8, zorder=0)
+    ax.set_xticks(range(len(names)), names, fontsize=8)
+    ax.set(xlim=(-0.5, len(names) - 0.5), ylabel=ylabel, title=title)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+
+
+MEANINGS = {
+    "MS-1": {
+        "supported": "Random scales per batch raised test accuracy at 32 px by more than the margin.",
+        "not supported": "Random scales did not raise accuracy at 32 px by more than the margin (or "
+                         "lowered it): scale augmentation is a regulariser, and a short budget on small "
+                         "images leaves the model underfitting, so it has nothing to regularise. Look at "
+                         "the resolution curves: its benefit may be robustness to other test sizes.",
+        "inconclusive": "The difference at 32 px is within seed noise at this budget.",
+    },
+    "MS-2": {
+        "supported": "With scarce data, random scales both narrowed the train-test gap and raised test "
+                     "accuracy: they countered overfitting.",
+        "not supported": "Random scales did not both narrow the gap and raise test accuracy by more than "
+                         "the margin. A narrower gap with lower accuracy means the model fits its training "
+                         "images worse (underfitting), not that it generalises better.",
+        "inconclusive": "At least one part (gap or accuracy) could not be told from seed noise.",
+    },
+    "MS-3": {
+        "supported": "Shown: at the smallest training height no variant recovers the accuracy it has at "
+                     "32 px; the rescale destroyed information the labels depend on.",
+        "not supported": "Not shown: some variant does as well on the small images, so at this height "
+                         "the rescale kept what the labels depend on.",
+        "inconclusive": "The loss at the small height is within seed noise.",
+    },
+}

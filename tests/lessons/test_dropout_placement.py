@@ -93,6 +93,9 @@ def test_train_config_measures_train_in_eval_mode_and_the_gap(tiny):
     r = D.train_config({**TINY, "head_dropout": 0.5}, tiny, epochs=3, seed=0, widths=(8, 16),
                        batch_size=16, keep_model=True)
     assert r["gap"] == pytest.approx(r["train_acc"] - r["val_acc"])
+    assert r["test_gap"] == pytest.approx(r["train_acc"] - r["test_acc"])
+    on_test = evaluate(r["model"], tiny["test_x"], tiny["test_y"], tiny["mean"], tiny["std"])["acc"]
+    assert r["test_acc"] == pytest.approx(on_test)
     again = evaluate(r["model"], tiny["train_x"], tiny["train_y"], tiny["mean"], tiny["std"])["acc"]
     assert r["train_acc"] == pytest.approx(again)
     assert len(r["history"]["epoch"]["val_loss"]) == 3
@@ -136,3 +139,29 @@ def test_best_of_picks_the_highest_mean():
     assert D.best_of(res, ["a", "b"]) == "a" and D.best_of(res, ["b"]) == "b"
     with pytest.raises(ValueError, match="at least one"):
         D.best_of(res, [])
+
+
+def test_tuned_selects_on_validation_and_reports_the_test_numbers():
+    res = {"a": [{"val_acc": 0.5, "test_acc": 0.9}, {"val_acc": 0.5, "test_acc": 0.9}],
+           "b": [{"val_acc": 0.6, "test_acc": 0.1}, {"val_acc": 0.6, "test_acc": 0.2}]}
+    assert D.tuned(res, ["a", "b"]) == ("b", [0.1, 0.2])
+
+
+def test_do4_arms_give_both_arms_the_same_number_of_candidates():
+    configs, overrides, arms = D.do4_arms([0.05, 0.1], [0.2, 0.5], lr=0.05)
+    assert [len(a) for a in arms.values()] == [2, 2]
+    assert [overrides[n]["lr"] for n in arms["BN only"]] == [0.05, 0.1]
+    assert all("head_dropout" not in configs[n] for n in arms["BN only"])
+    assert [configs[n]["head_dropout"] for n in arms["BN + dropout"]] == [0.2, 0.5]
+    with pytest.raises(ValueError, match="same number of candidates"):
+        D.do4_arms([0.05], [0.2, 0.5], lr=0.05)
+
+
+def test_train_configs_applies_per_configuration_overrides(tiny):
+    configs = {"a": TINY, "b": TINY}
+    res = D.train_configs(configs, tiny, seeds=[0], progress=False, overrides={"b": {"lr": 0.5}},
+                          epochs=1, widths=(8,), batch_size=32)
+    assert res["a"][0]["history"]["step"]["lr"] != res["b"][0]["history"]["step"]["lr"]
+    fig = Figure()
+    D.draw_paired(fig.subplots(), {"a": [0.5, 0.6], "b": [0.55, 0.62]})
+    assert len(fig.axes[0].get_lines()) == 4

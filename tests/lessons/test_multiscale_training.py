@@ -190,3 +190,10 @@ def test_widget_panel_trains_in_the_background_and_shows_the_resolution_curve(ti
     panel.thread.join(timeout=60)
     assert set(panel.result["test_res"]) == {12, 24} and bytes(panel.image.value[:4]) == b"\x89PNG"
     assert "finished" in panel.status.value
+
+
+def test_draw_seeds_joins_the_seeds_of_every_arm():
+    ax = Figure().subplots()
+    MS.draw_seeds(ax, {"fixed": [0.5, 0.6, 0.55], "random": [0.52, 0.61, 0.5]})
+    assert len(ax.get_lines()) == 2 + 3
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["fixed", "random"]
