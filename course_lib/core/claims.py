@@ -307,6 +307,20 @@ def check_range(claim_id: str, value: float, low: float, high: float, what: str)
                        f"{what} = {float(value):.4g}; expected in [{low:.4g}, {high:.4g}]")
 
 
+def _largest_detectable(parts) -> dict:
+    """For a verdict built from parts: the largest detectable effect among the parts that share
+    the first part's unit (the part hardest to settle decides what the whole run could see), with
+    that unit and the first part's runs. Empty when no part has an interval."""
+    evs = [p.get("evidence", {}) for p in parts]
+    unit = next((e.get("unit", "") for e in evs if "detectable_effect" in e), None)
+    found = [e["detectable_effect"] for e in evs if e.get("unit", "") == unit
+             and isinstance(e.get("detectable_effect"), (int, float)) and math.isfinite(e["detectable_effect"])]
+    if unit is None or not found:
+        return {}
+    runs = next(e.get("runs") for e in evs if e.get("unit", "") == unit and "runs" in e)
+    return {"detectable_effect": max(found), "unit": unit, "runs": runs}
+
+
 def all_of(claim_id: str, parts, what: str = "", allow_empty: bool = False) -> dict:
     """One verdict for a claim with several parts that must all hold, each part a verdict.
 
@@ -327,7 +341,7 @@ def all_of(claim_id: str, parts, what: str = "", allow_empty: bool = False) -> d
     verdict = ("not supported" if "not supported" in found else
                "inconclusive" if "inconclusive" in found or not found else "supported")
     kept = {name: p for name, p in named} if isinstance(parts, dict) else [p for _, p in named]
-    evidence = {"rule": "all_of", "parts": kept}
+    evidence = {"rule": "all_of", "parts": kept, **_largest_detectable(deciding)}
     text = "; ".join(f"[{name + ': ' if name else ''}{p['verdict']}"
                      f"{', demonstration' if p.get('kind') == 'demonstration' and experiments else ''}] "
                      f"{p['summary']}" for name, p in named)

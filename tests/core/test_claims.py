@@ -191,3 +191,12 @@ def test_any_of_is_supported_by_one_declared_part_and_refuted_only_by_all():
     assert v["evidence"]["detectable_effect"] == max(p["evidence"]["detectable_effect"] for p in (yes, no, maybe))
     with pytest.raises(ValueError, match="at least one declared part"):
         C.any_of("TTA-2", {})
+
+
+def test_all_of_carries_the_largest_detectable_effect_of_its_parts():
+    tight = C.compare("DO-1", [0.60, 0.61, 0.62], [0.50, 0.50, 0.51], "acc", unit="fraction")
+    loose = C.compare("DO-1", [0.60, 0.70, 0.55], [0.50, 0.62, 0.51], "acc", unit="fraction")
+    v = C.all_of("DO-1", {"tight": tight, "loose": loose})
+    assert v["evidence"]["detectable_effect"] == loose["evidence"]["detectable_effect"]
+    assert v["evidence"]["unit"] == "fraction" and v["evidence"]["runs"] == [3, 3]
+    assert "detectable_effect" not in C.all_of("DBG-1", [C.check_range("DBG-1", 2.3, 2.0, 2.5, "loss")])["evidence"]
