@@ -10,9 +10,10 @@ from torch import nn
 from course_lib.core.models import small_cnn
 from course_lib.core.train import fit, make_optimizer
 from course_lib.lessons.lr_range_test import (
-    converges,
+    converged,
     exponential_factor,
     hook_shape,
+    hook_verdict,
     loss_symptom,
     lr_range_test,
     ratio_verdict,
@@ -203,9 +204,24 @@ GOOD = 2.3 * np.exp(-np.arange(100) / 40)
 RISING = np.concatenate([np.linspace(2.3, 1.5, 50), np.linspace(1.5, 2.5, 50)])
 
 
-def test_converges_needs_a_real_fall_and_no_rise():
-    assert converges(hist_of(GOOD)) and not converges(hist_of(SLOW))
-    assert not converges(hist_of(RISING)) and not converges(hist_of([2.3, 9.0], "nonfinite"))
+def test_converged_needs_the_declared_accuracy_and_a_loss_that_is_not_rising():
+    assert converged(fake_run(0.40, GOOD), 0.3) and not converged(fake_run(0.25, GOOD), 0.3)
+    assert not converged(fake_run(0.40, RISING), 0.3)
+    assert not converged(fake_run(0.40, [2.3, 9.0], "nonfinite"), 0.3)
+
+
+def test_hook_verdict_is_a_demonstration_that_can_fail():
+    hooked = hook_verdict("LR-6", synthetic_hook(), "sgd", min_drop=0.1, min_rise=0.5)
+    assert hooked["kind"] == "demonstration" and hooked["verdict"] == "supported"
+    flat = {"lr": list(np.logspace(-7, 1, 60)), "smoothed": list(np.linspace(2.3, 1.5, 60)), "ended": "end_lr"}
+    assert hook_verdict("LR-6", flat, "sgd", min_drop=0.1, min_rise=0.5)["verdict"] == "not supported"
+
+
+def test_ten_x_advice_margin_turns_a_tiny_gain_into_not_supported():
+    runs = {0.1: [fake_run(0.600, SLOW), fake_run(0.610, SLOW), fake_run(0.605, SLOW)],
+            1.0: [fake_run(0.601, GOOD), fake_run(0.612, GOOD), fake_run(0.606, GOOD)],
+            10.0: [fake_run(0.70, GOOD), fake_run(0.71, GOOD), fake_run(0.72, GOOD)]}
+    assert ten_x_advice("LR-8", runs, "SGD", margin=0.005)["verdict"] == "not supported"
 
 
 def test_ten_x_advice_tests_only_the_symptoms_that_showed():
