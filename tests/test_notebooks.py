@@ -123,7 +123,8 @@ def test_teaching_sections(path):
     from the run's verdicts, and 3-5 exercises with hidden solutions."""
     nb = nbformat.read(path, as_version=4)
     starts = [(i, c.source.lstrip()) for i, c in enumerate(nb.cells) if c.cell_type == "markdown"]
-    assert any(s.startswith("**Predict first.**") for _, s in starts), "a **Predict first.** prompt"
+    assert any(re.search(r"^\*\*Predict first\.\*\*", s, flags=re.M) for _, s in starts), \
+        "a **Predict first.** prompt"
     papers = [s for _, s in starts if s.startswith("## What the papers found")]
     assert papers and re.search(r"\b(19|20)\d\d\b", papers[0]), "## What the papers found, with cited years"
     take = next((i for i, s in starts if s.startswith("## Takeaways")), None)
