@@ -145,6 +145,38 @@ def effect_interval(t: list[float], c: list[float], paired: bool, level: float) 
             "test": "paired t" if paired else "Welch t"}
 
 
+def _wilson(k: int, n: int, level: float) -> tuple[float, float]:
+    """Wilson's score interval for k successes in n (scipy's), which stays sensible at 0/n and n/n."""
+    ci = stats.binomtest(int(k), int(n)).proportion_ci(confidence_level=level, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def share_interval(t: list[float], c: list[float], paired: bool, level: float) -> dict:
+    """The difference of two shares of yes (1) / no (0) outcomes, with Newcombe's score interval
+    (1998; method 10, built from the two Wilson intervals; paired: corrected by the correlation
+    of the pairs). A t interval on 0/1 values collapses to zero width whenever every pair agrees,
+    which would make three runs look certain; this one does not."""
+    paired = paired and len(t) == len(c)
+    n1, n2 = len(t), len(c)
+    p1, p2 = sum(t) / n1, sum(c) / n2
+    l1, u1 = _wilson(sum(t), n1, level)
+    l2, u2 = _wilson(sum(c), n2, level)
+    phi = 0.0
+    if paired:  # the 2x2 table of pairs: both yes, only t, only c, both no
+        a = sum(1 for x, y in zip(t, c) if x and y)
+        b = sum(1 for x, y in zip(t, c) if x and not y)
+        cc = sum(1 for x, y in zip(t, c) if y and not x)
+        d = n1 - a - b - cc
+        margins = (a + b) * (cc + d) * (a + cc) * (b + d)
+        phi = (a * d - b * cc) / math.sqrt(margins) if margins > 0 else 0.0
+    effect = p1 - p2
+    down = math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
+    up = math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
+    lo, hi = effect - down, effect + up
+    return {"effect": effect, "interval": [lo, hi], "detectable_effect": (hi - lo) / 2,
+            "test": "Newcombe score (paired)" if paired else "Newcombe score"}
+
+
 def decide(interval, expect: str = "higher", margin: float = 0.0, centre: float = 0.0,
            unit: str = "") -> tuple[str, str]:
     """The one decision rule every experiment uses, on a confidence interval ``[lo, hi]`` for
@@ -199,7 +231,7 @@ def _finite_arms(t, c, paired: bool, nan: str) -> tuple[list, list, list[int]]:
 def compare(claim_id: str, treatment, control, what: str, expect: str = "higher", paired: bool = True,
             margin: float = 0.0, level: float = 0.95, min_runs: int = 2, label_t: str = "treatment",
             label_c: str = "control", unit: str = "", kind: str = "experiment",
-            nan: str = "inconclusive") -> dict:
+            nan: str = "inconclusive", yes_no: bool = False) -> dict:
     """Verdict on "``treatment`` gives a {higher|lower|similar} ``what`` than ``control``".
 
     ``treatment`` and ``control`` hold one measurement per run. ``paired`` (the default): run
@@ -209,7 +241,11 @@ def compare(claim_id: str, treatment, control, what: str, expect: str = "higher"
     is :func:`decide`'s with the declared ``margin`` (in the metric's ``unit``). Fewer than
     ``min_runs`` (>= 2) per arm is inconclusive. Non-finite values: ``nan="inconclusive"``
     (default) makes the verdict inconclusive, ``"omit"`` leaves those runs out (saying how
-    many), ``"raise"`` refuses them.
+    many), ``"raise"`` refuses them. ``yes_no=True``: each run is an outcome, 1 (yes) or 0 (no),
+    and the effect is the difference of the two shares of yes. Its t interval is kept (simulated
+    in the tests: decisive on a null effect at most about 5% of the time) except when every pair
+    agrees, where a t interval has no width and three runs would look certain; then Newcombe's
+    score interval (:func:`share_interval`) is used.
 
     The evidence keeps ``arms`` (treatment first), ``rule`` (expect, margin, level, paired),
     ``effect``, ``interval``, ``detectable_effect`` (the interval's half-width: smaller
@@ -219,6 +255,8 @@ def compare(claim_id: str, treatment, control, what: str, expect: str = "higher"
     if nan not in NAN_POLICIES:
         raise ValueError(f"nan must be one of {NAN_POLICIES}, got {nan!r}")
     t0, c0 = _values(treatment, label_t), _values(control, label_c)
+    if yes_no and any(v not in (0.0, 1.0) for v in t0 + c0):
+        raise ValueError(f"yes_no=True needs outcomes of 1 (yes) or 0 (no) per run; got {sorted(set(t0 + c0))}")
     t, c, dropped = _finite_arms(t0, c0, paired, nan)
     evidence = {"arms": {label_t: t0, label_c: c0},
                 "rule": {"expect": expect, "margin": margin, "level": level, "paired": paired},
@@ -240,6 +278,8 @@ def compare(claim_id: str, treatment, control, what: str, expect: str = "higher"
                             f"({min(len(t), len(c))} < {min_runs} per arm); one run cannot tell an effect "
                             "from seed noise", kind)
     ei = effect_interval(t, c, paired, level)
+    if yes_no and ei["interval"][0] == ei["interval"][1]:
+        ei = share_interval(t, c, paired, level)  # every run agreed: a t interval would have no width
     evidence.update(effect=ei["effect"], interval=ei["interval"], detectable_effect=ei["detectable_effect"],
                     test=ei["test"])
     verdict, why = decide(ei["interval"], expect, margin, unit=unit)

@@ -200,3 +200,33 @@ def test_all_of_carries_the_largest_detectable_effect_of_its_parts():
     assert v["evidence"]["detectable_effect"] == loose["evidence"]["detectable_effect"]
     assert v["evidence"]["unit"] == "fraction" and v["evidence"]["runs"] == [3, 3]
     assert "detectable_effect" not in C.all_of("DBG-1", [C.check_range("DBG-1", 2.3, 2.0, 2.5, "loss")])["evidence"]
+
+
+def simulated_outcomes(rng, n: int, p: float, agree: float):
+    """n paired yes/no outcomes with the same chance p in both arms (a null effect); a pair
+    agrees by construction with probability ``agree`` (the same seed often fails the same way)."""
+    t = rng.random(n) < p
+    c = np.where(rng.random(n) < agree, t, rng.random(n) < p)
+    return t.astype(float).tolist(), c.astype(float).tolist()
+
+
+@pytest.mark.parametrize("n", [3, 5, 8, 14])
+@pytest.mark.parametrize("p, agree", [(0.5, 0.0), (0.2, 0.0), (0.5, 0.5)])
+def test_yes_no_outcomes_are_decisive_on_a_null_effect_at_most_about_5_percent(n, p, agree):
+    rng = np.random.default_rng(n)
+    decisive = 0
+    for _ in range(600):
+        t, c = simulated_outcomes(rng, n, p, agree)
+        decisive += C.compare("NAN-1", t, c, "fixed", expect="higher", yes_no=True)["verdict"] != "inconclusive"
+    assert decisive / 600 <= 0.07  # 5% plus simulation noise (SE about 0.9 points)
+
+
+def test_yes_no_runs_that_all_agree_still_have_an_interval():
+    few = C.compare("NAN-1", [1.0] * 3, [1.0] * 3, "fixed", expect="similar", margin=0.2, yes_no=True)
+    assert few["verdict"] == "inconclusive"  # a t interval would have zero width: "similar" from 3 runs
+    lo, hi = few["evidence"]["interval"]
+    assert lo < -0.2 and hi > 0.2 and "Newcombe" in few["evidence"]["test"]
+    many = C.compare("NAN-1", [1.0] * 40, [1.0] * 40, "fixed", expect="similar", margin=0.2, yes_no=True)
+    assert many["verdict"] == "supported"
+    with pytest.raises(ValueError, match="1 .yes. or 0 .no."):
+        C.compare("NAN-1", [1.0, 0.5], [1.0, 0.0], "fixed", yes_no=True)
