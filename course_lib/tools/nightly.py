@@ -201,7 +201,8 @@ def baseline_from_records(records: list[dict], old: dict | None = None) -> dict:
             "metrics": metrics,
             "verdicts": {k: baseline_verdict(v) for k, v in verdict_keys(res.get("verdicts", []))},
             # the last recorded run: what tools/timings writes into the notebooks (never typed)
-            "run": {"duration_s": round(float(rec["duration_s"]), 1), "finished": res.get("finished"),
+            "run": {"duration_s": round(float(rec.get("duration_s") or res.get("duration_s") or 0), 1),
+                    "finished": res.get("finished"),
                     "device": env.get("device", res.get("device")), "torch": env.get("torch"),
                     "git_commit": env.get("git_commit")}}
     return doc

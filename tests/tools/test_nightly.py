@@ -96,14 +96,20 @@ def test_report_lists_every_recorded_claim_with_source_and_verdict_change(run):
 
 
 def test_update_baselines_accepts_new_values_and_shows_the_diff(tmp_path):
-    records = [{"notebook": "01_good", "status": "ok", "results": {
+    records = [{"notebook": "01_good", "status": "ok", "duration_s": 123.44, "results": {
+        "finished": "2026-12-02T16:00:00+0000", "environment": {"device": "cpu (2 threads)", "torch": "2.14.1"},
         "metrics": {"acc": {"value": 0.8, "higher_is_better": True}}, "verdicts": [
-            {"claim": "DBG-1", "verdict": "supported"}]}}]
+            {"claim": "DBG-1", "verdict": "supported",
+             "evidence": {"detectable_effect": 0.012, "unit": "fraction"}}]}}]
     old = {"notebooks": {"01_good": {"metrics": {"acc": {"value": 1.5, "higher_is_better": True, "tolerance": 0.2}},
                                      "verdicts": {"DBG-1": "not supported"}}}}
     new = nightly.baseline_from_records(records, old)
     assert new["notebooks"]["01_good"]["metrics"]["acc"] == {"value": 0.8, "higher_is_better": True, "tolerance": 0.2}
-    assert new["notebooks"]["01_good"]["verdicts"] == {"DBG-1": {"verdict": "supported", "kind": "experiment"}}
+    assert new["notebooks"]["01_good"]["verdicts"] == {"DBG-1": {
+        "verdict": "supported", "kind": "experiment", "detectable_effect": 0.012, "unit": "fraction"}}
+    assert new["notebooks"]["01_good"]["run"] == {  # what tools/timings writes into the notebook
+        "duration_s": 123.4, "finished": "2026-12-02T16:00:00+0000", "device": "cpu (2 threads)",
+        "torch": "2.14.1", "git_commit": None}
     assert nightly.baseline_diff(old, new) == ["~ 01_good.acc: 1.5 -> 0.8",
                                                "~ 01_good DBG-1: not supported -> supported"]
     newer = {"notebooks": {"01_good": {**new["notebooks"]["01_good"],
