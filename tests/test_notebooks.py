@@ -136,3 +136,29 @@ def test_teaching_sections(path):
     solutions = [c for c in nb.cells[ex:] if "solution" in c.metadata.get("tags", [])]
     assert 3 <= len(solutions) <= 5, f"3-5 exercises with a solution each, got {len(solutions)}"
     assert all(c.metadata.get("jupyter", {}).get("source_hidden") for c in solutions), "solutions start hidden"
+
+
+TYPED_TIME = re.compile(r"\b\d+(\.\d+)?\s*(s|sec|seconds|min|minutes)\b(?! (on|of) one GPU)")
+
+
+def typed_times(first_cell: str) -> list[str]:
+    """Durations written in a first cell outside the generated ``<!-- times -->`` block (a budget
+    may say "sized for 20-30 minutes"; a measured time must come from the generator)."""
+    start, end = first_cell.find("<!-- times -->"), first_cell.find("<!-- /times -->")
+    outside = first_cell[:start] + first_cell[end:] if 0 <= start < end else first_cell
+    found = [m.group(0) for m in TYPED_TIME.finditer(outside)]
+    return [t for t in found
+            if not re.search(rf"\b(for|about|within|under|in)\s+(about\s+)?[\d-]*{re.escape(t)}", outside)]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_first_cell_states_work_budgets_and_generated_times(path):
+    first = nbformat.read(path, as_version=4).cells[0].source
+    assert "<!-- times -->" in first and "<!-- /times -->" in first, \
+        "the first cell needs the generated times block: run python -m course_lib.tools.timings"
+    assert typed_times(first) == [], "a measured time typed by hand: state the budget in work instead"
+
+
+def test_the_typed_time_check_can_fail():
+    assert typed_times("**Budget.** quick took 3 min 25 s.\n<!-- times -->\nx 80 s\n<!-- /times -->") == ["3 min", "25 s"]
+    assert typed_times("sized for 20-30 minutes on 2 cores") == []
