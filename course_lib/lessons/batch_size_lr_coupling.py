@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from ..core.runs import train_and_score
 from ..core.train import evaluate
+from ..ui import plots
 from ..ui.plots import render_png
 
 
@@ -247,17 +248,8 @@ def key_measures(model: nn.Module, data: dict, key: dict, target: float) -> dict
 
 
 def draw_paired(ax, arms: dict, ylabel: str, title: str, logy: bool = False) -> None:
-    """Paired seeds of two or more arms ``{label: [value per seed]}``: one grey line per seed
-    across the arms, its points, and the arm means as black bars (the seed spread is visible)."""
-    labels = list(arms)
-    values = np.array([arms[a] for a in labels], dtype=float)
-    for s in range(values.shape[1]):
-        ax.plot(range(len(labels)), values[:, s], "o-", color="grey", alpha=0.6, ms=4)
-    ax.plot(range(len(labels)), np.nanmean(values, axis=1), "_", color="black", ms=30, mew=2)
-    ax.set_xticks(range(len(labels)), labels)
-    ax.set_xlim(-0.5, len(labels) - 0.5)
-    ax.set(ylabel=ylabel, title=title, yscale="log" if logy else "linear")
-    ax.grid(alpha=0.3)
+    """Paired seeds of two or more arms ``{label: [value per seed]}`` (``plots.draw_paired``)."""
+    plots.draw_paired(ax, arms, ylabel, title, logy=logy)
 
 
 def time_to_target(val_acc, seconds, target: float, start_acc: float = 0.1) -> dict:

@@ -22,6 +22,7 @@ from ..core import claims
 from ..core.data import normalize, stratified_subset
 from ..core.models import small_cnn
 from ..core.train import evaluate, fit, raise_if_interrupted
+from ..ui import plots
 from ..ui.widgets import history_png
 
 DROPOUT_TYPES = (nn.Dropout, nn.Dropout2d)
@@ -210,19 +211,8 @@ def do4_arms(lrs, rates, lr: float) -> tuple[dict, dict, dict]:
 
 
 def draw_paired(ax, arms: dict, ylabel: str = "test accuracy (%)", title: str = "") -> None:
-    """Each arm's per-seed values as points (x = arm), seed *i* of every arm joined by a grey
-    line: the spread between seeds and the paired differences in one picture. Fractions are
-    drawn as percentages."""
-    names = list(arms)
-    for i, name in enumerate(names):
-        v = [100 * a for a in arms[name]]
-        ax.plot([i] * len(v), v, "o", label=f"{name} (mean {statistics.fmean(v):.1f})")
-    for pair in zip(*[arms[n] for n in names]):
-        ax.plot(range(len(names)), [100 * a for a in pair], color="0.7", lw=0.8, zorder=0)
-    ax.set_xticks(range(len(names)), names)
-    ax.set(xlim=(-0.5, len(names) - 0.5), ylabel=ylabel, title=title)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
+    """Per-seed fractions of each arm as percentages, seeds joined (``plots.draw_paired``)."""
+    plots.draw_paired(ax, arms, ylabel, title, scale=100, legend=True)
 
 
 def values(results: dict, name: str, key: str) -> list[float]:

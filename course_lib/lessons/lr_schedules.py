@@ -20,6 +20,7 @@ from ..core import validation
 from ..core.claims import spread
 from ..core.schedules import lr_curve, restart_ends, snapshot_callback
 from ..core.train import fit, predict_logits, raise_if_interrupted
+from ..ui import plots
 from ..ui.plots import render_png
 
 ARMS = ("constant", "step", "plateau", "cosine", "cosine_restarts", "onecycle", "warmup_cosine",
@@ -283,17 +284,8 @@ def per_seed_mean(scores: dict, arms, key: str) -> list[float]:
 
 
 def draw_paired(ax, arms: dict, ylabel: str, title: str) -> None:
-    """Paired seeds of two or more arms ``{label: [value per seed]}``: one grey line per seed
-    across the arms, its points, and the arm means as black bars (the seed spread is visible)."""
-    labels = list(arms)
-    values = np.array([arms[a] for a in labels], dtype=float)
-    for s in range(values.shape[1]):
-        ax.plot(range(len(labels)), values[:, s], "o-", color="grey", alpha=0.6, ms=4)
-    ax.plot(range(len(labels)), np.nanmean(values, axis=1), "_", color="black", ms=30, mew=2)
-    ax.set_xticks(range(len(labels)), labels, fontsize=8)
-    ax.set_xlim(-0.5, len(labels) - 0.5)
-    ax.set(ylabel=ylabel, title=title)
-    ax.grid(alpha=0.3)
+    """Paired seeds of two or more arms ``{label: [value per seed]}`` (``plots.draw_paired``)."""
+    plots.draw_paired(ax, arms, ylabel, title)
 
 
 MEANINGS = {

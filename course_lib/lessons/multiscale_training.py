@@ -18,6 +18,7 @@ from torch import nn
 from torchvision.ops import roi_align
 
 from ..core.train import NonFiniteLossError, evaluate, fit, raise_if_interrupted
+from ..ui import plots
 from ..ui.plots import render_png
 
 MODES = ("fixed", "random", "progressive", "crop")
@@ -294,18 +295,8 @@ def render_multiscale(result: dict, title: str = "") -> bytes:
 
 
 def draw_seeds(ax, arms: dict, ylabel: str = "test accuracy at 32 px (%)", title: str = "") -> None:
-    """Each arm's per-seed values (fractions, drawn as %) as points at x = arm, seed *i* of
-    every arm joined by a grey line: the seed spread and the paired differences in one view."""
-    names = list(arms)
-    for i, name in enumerate(names):
-        vals = [100 * a for a in arms[name]]
-        ax.plot([i] * len(vals), vals, "o", label=f"{name} (mean {np.mean(vals):.1f})")
-    for pair in zip(*[arms[n] for n in names]):
-        ax.plot(range(len(names)), [100 * a for a in pair], color="0.7", lw=0.8, zorder=0)
-    ax.set_xticks(range(len(names)), names, fontsize=8)
-    ax.set(xlim=(-0.5, len(names) - 0.5), ylabel=ylabel, title=title)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
+    """Per-seed fractions of each arm as percentages, seeds joined (``plots.draw_paired``)."""
+    plots.draw_paired(ax, arms, ylabel, title, scale=100, legend=True)
 
 
 MEANINGS = {

@@ -140,6 +140,28 @@ def pixel_histograms(raw: torch.Tensor, normalized: torch.Tensor, channel_names=
     return fig
 
 
+def draw_paired(ax, arms: dict, ylabel: str = "", title: str = "", scale: float = 1.0,
+                logy: bool = False, legend: bool = False) -> None:
+    """Paired seeds of two or more arms ``{label: [value per seed]}``: seed *i* of every arm
+    joined by a grey line, each value a point, each arm's mean a black bar. The seed spread and
+    the paired differences (what the verdict's interval is built from) in one picture.
+    ``scale=100`` draws fractions as percentages; ``legend`` lists each arm's mean."""
+    labels = list(arms)
+    values = scale * np.array([arms[a] for a in labels], dtype=float)
+    x = np.arange(len(labels))
+    for seed_values in values.T:
+        ax.plot(x, seed_values, "-", color="0.7", lw=0.8, zorder=0)
+    for i, label in enumerate(labels):
+        mean = np.nanmean(values[i])
+        ax.plot([i] * values.shape[1], values[i], "o", ms=4, label=f"{label} (mean {mean:.3g})")
+        ax.plot([i - 0.15, i + 0.15], [mean, mean], "k-", lw=2)
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set(xlim=(-0.5, len(labels) - 0.5), ylabel=ylabel, title=title, yscale="log" if logy else "linear")
+    if legend:
+        ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+
+
 def figure_png(fig) -> bytes:
     """A figure as PNG bytes (for image widgets and reports); closes the figure."""
     buf = io.BytesIO()

@@ -195,5 +195,5 @@ def test_widget_panel_trains_in_the_background_and_shows_the_resolution_curve(ti
 def test_draw_seeds_joins_the_seeds_of_every_arm():
     ax = Figure().subplots()
     MS.draw_seeds(ax, {"fixed": [0.5, 0.6, 0.55], "random": [0.52, 0.61, 0.5]})
-    assert len(ax.get_lines()) == 2 + 3
+    assert len(ax.get_lines()) == 3 + 2 + 2  # a line per seed, the points and the mean of each arm
     assert [t.get_text() for t in ax.get_xticklabels()] == ["fixed", "random"]

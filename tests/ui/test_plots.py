@@ -4,6 +4,7 @@ import sys
 
 import matplotlib
 import matplotlib.pyplot as plt
+import pytest
 import torch
 
 from course_lib.ui import plots
@@ -38,4 +39,17 @@ def test_figures_get_the_course_look_and_leave_rcparams_alone():
     fig, ax = plt.subplots()  # a caller's own axes keep the caller's style
     plots.plot_steps(hist, ax=ax)
     assert ax.spines["top"].get_visible()
+    plt.close(fig)
+
+
+def test_draw_paired_joins_each_seed_across_arms_and_marks_the_means():
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots()
+    plots.draw_paired(ax, {"a": [0.5, 0.6, 0.7], "b": [0.55, 0.62, 0.69]}, "acc (%)", "t", scale=100, legend=True)
+    seed_lines = [ln for ln in ax.lines if ln.get_linestyle() == "-" and len(ln.get_xdata()) == 2
+                  and list(ln.get_xdata()) == [0, 1]]
+    assert [y for ln in seed_lines for y in ln.get_ydata()] == pytest.approx([50, 55, 60, 62, 70, 69])
+    means = [ln for ln in ax.lines if ln.get_color() == "k"]
+    assert [float(ln.get_ydata()[0]) for ln in means] == pytest.approx([60.0, 62.0])
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a (mean 60)", "b (mean 62)"]
     plt.close(fig)
