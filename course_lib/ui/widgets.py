@@ -15,6 +15,7 @@ import time
 import traceback
 
 import ipywidgets as W
+import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -303,8 +304,16 @@ def control_panel(spec: dict, run, title: str = "Experiment", render=history_png
 
 
 def history_reporter(report, every_steps: int = 20):
-    """A ``fit`` callback that calls ``report(history)`` every epoch and every ``every_steps`` steps."""
+    """A ``fit`` callback that calls ``report(history)`` every epoch and, between epochs, at the
+    first settled step after ``every_steps`` more steps. On CUDA ``fit`` checks the losses every
+    ``sync_every`` steps, and the newest ones are still device tensors until then: reporting only
+    settled histories keeps plots free of device tensors and adds no host sync."""
+    reported = [0]  # steps in the history at the last report (this callback's own state)
+
     def callback(event, history, model):
-        if event == "epoch" or len(history["step"]["loss"]) % every_steps == 0:
+        losses = history["step"]["loss"]
+        settled = not losses or not torch.is_tensor(losses[-1])
+        if event == "epoch" or (settled and len(losses) - reported[0] >= every_steps):
+            reported[0] = len(losses)
             report(history)
     return callback

@@ -182,3 +182,21 @@ def test_changing_a_notebook_variable_the_run_reads_misses_the_cache(tmp_path, m
     monkeypatch.setitem(globals(), "PANEL_LR", 0.2)  # e.g. the parameters cell edited and re-run
     panel.run_button.click()
     assert wait_for(lambda: not panel.thread.is_alive()) and calls == [0.1, 0.2]
+
+
+def test_history_reporter_reports_only_settled_histories():
+    """On CUDA fit leaves the newest losses as device tensors until its next check: the live
+    panel must not be handed those (nor force a sync to read them)."""
+    import torch
+
+    from course_lib.ui.widgets import history_reporter
+    seen = []
+    cb = history_reporter(lambda h: seen.append(len(h["step"]["loss"])), every_steps=3)
+    hist = {"step": {"loss": []}}
+    for i in range(1, 9):
+        settled = i % 4 == 0  # fit settles every 4 steps here
+        hist["step"]["loss"] = [float(j) for j in range(i)] if settled else \
+            [float(j) for j in range(i - i % 4)] + [torch.tensor(1.0)] * (i % 4)
+        cb("step", hist, None)
+    cb("epoch", hist, None)
+    assert seen == [4, 8, 8]  # steps 3, 5, 6, 7 were not settled; the epoch always reports
