@@ -112,6 +112,14 @@ def child_main(nb: str, executed: str, params: str, cell_timeout: str, position:
     return 0
 
 
+def gpu_for_slot(slot: int, visible: str | None = None) -> str:
+    """The GPU a parallel slot's child may see: the slot-th of the user's own
+    ``CUDA_VISIBLE_DEVICES`` (``"2,3"``: slot 0 gets GPU 2) if set, else GPU ``slot``."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES") if visible is None else visible
+    devices = [d.strip() for d in (visible or "").split(",") if d.strip()]
+    return devices[slot] if slot < len(devices) else str(slot)
+
+
 def run_all(notebooks: list[Path], out_dir: Path, profile: str, seed: int, cell_timeout: int,
             limit: int, jobs: int = 1, kernel: str = "python3", extra: dict | None = None) -> list[dict]:
     """Run notebooks, ``jobs`` at a time; with jobs > 1 each child sees one GPU
@@ -124,7 +132,7 @@ def run_all(notebooks: list[Path], out_dir: Path, profile: str, seed: int, cell_
         slot = slots.get()
         try:
             return run_one(nb, out_dir, profile, seed, cell_timeout, limit,
-                           gpu=str(slot) if jobs > 1 else None, position=slot, kernel=kernel, extra=extra)
+                           gpu=gpu_for_slot(slot) if jobs > 1 else None, position=slot, kernel=kernel, extra=extra)
         finally:
             slots.put(slot)
 

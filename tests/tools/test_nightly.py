@@ -266,3 +266,9 @@ def test_help_names_the_program_and_shows_defaults(capsys):
     with pytest.raises(SystemExit):
         nightly.main(["--jobs", "0"])
     assert "must be at least 1" in capsys.readouterr().err
+
+
+def test_parallel_slots_keep_the_users_own_gpu_choice():
+    assert [nightly.gpu_for_slot(i, "4,6") for i in range(2)] == ["4", "6"]
+    assert [nightly.gpu_for_slot(i, "") for i in range(2)] == ["0", "1"]
+    assert nightly.gpu_for_slot(1, "GPU-aa, GPU-bb") == "GPU-bb"  # UUIDs too
