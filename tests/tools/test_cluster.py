@@ -10,13 +10,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import nbformat
 import psutil  # a dependency of distributed (the dev extra includes the cluster one)
 import pytest
 
 from course_lib.core import claims
 from course_lib.tools import cluster
 from course_lib.tools.seeds import combine_seeds
+
+from .planted import planted as write_planted
 
 ROOT = Path(__file__).resolve().parents[2]
 PARAMS = 'profile = "auto"\nseed = 0\nresults_dir = "results"\ninteractive = True\nmarker = ""\n'
@@ -37,12 +38,7 @@ SLEEPER = ('import json, pathlib, time, psutil\nNAME = "02_sleeper"\nif seed == 
 
 
 def planted(nb_dir: Path, name: str, body: str):
-    nb = nbformat.v4.new_notebook()
-    p = nbformat.v4.new_code_cell(PARAMS)
-    p.metadata["tags"] = ["parameters"]
-    nb.cells = [nbformat.v4.new_markdown_cell(f"# {name}"), p, nbformat.v4.new_code_cell(body)]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, nb_dir / f"{name}.ipynb")
+    return write_planted(nb_dir, name, body, PARAMS)
 
 
 def nightly(*args, tmp: Path, **popen) -> subprocess.Popen:

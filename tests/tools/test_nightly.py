@@ -7,10 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import nbformat
 import pytest
 
 from course_lib.tools import nightly
+
+from .planted import planted as write_planted
 
 ROOT = Path(__file__).resolve().parents[2]
 PARAMS = 'profile = "auto"\nseed = 0\nresults_dir = "results"\ninteractive = True\nvalue = 0.9\n'
@@ -21,12 +22,7 @@ RECORD = ('from course_lib.core import experiment, claims\n'
 
 
 def planted(nb_dir: Path, name: str, body: str):
-    nb = nbformat.v4.new_notebook()
-    p = nbformat.v4.new_code_cell(PARAMS)
-    p.metadata["tags"] = ["parameters"]
-    nb.cells = [nbformat.v4.new_markdown_cell(f"# {name}"), p, nbformat.v4.new_code_cell(body)]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, nb_dir / f"{name}.ipynb")
+    return write_planted(nb_dir, name, body, PARAMS)
 
 
 HEADLESS_FAILURE = '''from course_lib.ui.widgets import control_panel
