@@ -350,8 +350,10 @@ def steps_to_scratch_final(transfer: list[dict], scratch: list[dict]) -> tuple[l
     that never gets there counts one evaluation past the budget)."""
     t_steps, s_steps = [], []
     for t, s in zip(transfer, scratch):
+        if not (t["curve"] and s["curve"]):
+            raise ValueError("these runs have no validation curve: train them with curve_every")
         goal = s["curve"][-1][1]
-        past = s["curve"][-1][0] + (s["curve"][0][0] if s["curve"] else 0)
+        past = s["curve"][-1][0] + s["curve"][0][0]
         t_steps.append(steps_to_reach(t["curve"], goal, never=past))
         s_steps.append(steps_to_reach(s["curve"], goal, never=past))
     return t_steps, s_steps

@@ -227,6 +227,8 @@ def test_gains_and_steps_to_reach():
     assert math.isnan(tl.steps_to_reach([(10, 0.2)], 0.5))
     t_steps, s_steps = tl.steps_to_scratch_final(t, s)
     assert t_steps == [20.0, 30.0] and s_steps == [20.0, 10.0]  # 30: never, one check past the budget
+    with pytest.raises(ValueError, match="curve_every"):
+        tl.steps_to_scratch_final([{"curve": []}], s[:1])
 
 
 def test_panel_run_reports_and_draws():
