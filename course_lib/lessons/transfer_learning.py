@@ -388,21 +388,6 @@ def freeze_check(source: dict, widths, pool: dict, per_class: int, seed: int, st
 
 
 # ----------------------------------------------------------------------------- plots
-def draw_seed_points(ax, groups: dict, key: str = "test_acc", ylabel: str = "test accuracy (%)",
-                     title: str = "") -> None:
-    """One column per group: a point per seed and a bar at the mean (the spread stays visible)."""
-    lows = []
-    for k, (name, runs) in enumerate(groups.items()):
-        vals = [100 * v for v in values(runs, key)]
-        lows += vals
-        ax.bar(k, statistics.fmean(vals), color=f"C{k}", alpha=0.3, width=0.6)
-        ax.plot([k] * len(vals), vals, "o", color=f"C{k}", ms=5)
-    ax.set_xticks(range(len(groups)), list(groups), rotation=20)
-    ax.set_ylim(max(min(lows) - 5, 0), min(max(lows) + 3, 100))
-    ax.set(ylabel=ylabel, title=title)
-    ax.grid(alpha=0.3, axis="y")
-
-
 def draw_gain_curve(ax, sizes, gain_per_size: dict) -> None:
     """TL-3's curve: the gain of transfer over scratch (points) against images per class (log
     scale), the mean joined by a line, zero dotted."""

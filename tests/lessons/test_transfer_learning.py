@@ -239,3 +239,14 @@ def test_panel_run_reports_and_draws():
     hist = tl.run_for_panel(params, {"toy": pool}, plan, seen.append, lambda: False)
     assert seen and len(hist["step"]["loss"]) == 3 and hist["trainable"]["block2"] == 0
     assert tl.panel_png(hist, "t")[:4] == b"\x89PNG"
+
+
+def test_plots_draw_one_point_per_seed():
+    from matplotlib.figure import Figure
+    ax1, ax2 = Figure().subplots(1, 2)
+    tl.draw_gain_curve(ax1, [20, 100], {20: [0.1, 0.2], 100: [0.05, 0.0]})
+    points = [line for line in ax1.lines if line.get_marker() == "o"]
+    assert sum(len(line.get_xdata()) for line in points) == 4  # two seeds at two sizes
+    runs = [{"curve": [(10, 0.3), (20, 0.5)]}, {"curve": [(10, 0.2), (20, 0.4)]}]
+    tl.draw_val_curves(ax2, {"fine-tune": runs})
+    assert [list(line.get_ydata()) for line in ax2.lines] == [[30, 50], [20, 40]]
