@@ -26,6 +26,7 @@ The tree is the architecture:
   ``09_nan_debugging``                    ``lessons.nan_debugging``
   ``10_optimizers_and_momentum``          ``lessons.optimizers_and_momentum``
   ``12_transfer_learning``                ``lessons.transfer_learning``
+  ``15_regularisation_and_search``        ``lessons.regularisation_and_search``
   ======================================  =============================================
 
 - ``ui/``: what a student sees: ``plots``, ``widgets`` (the control panel), ``cache`` (stored
