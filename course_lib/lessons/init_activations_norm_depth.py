@@ -328,8 +328,10 @@ def gaps(a: list[dict], b: list[dict], key: str) -> list[float]:
     return [float(x[key]) - float(y[key]) for x, y in zip(a, b)]
 
 
-def summary_table(groups: dict, keys=("train_loss", "val_acc", "test_acc", "dead", "steps_to")) -> str:
-    """A plain-text table: per arm, the mean over seeds of each key that was measured."""
+def summary_table(groups: dict, keys=("train_loss", "val_acc", "test_acc", "dead", "steps_to",
+                                      "diverged")) -> str:
+    """A plain-text table: per arm, the mean over seeds of each key that was measured
+    (``diverged``: the share of seeds whose loss became NaN or Inf)."""
     used = [k for k in keys if any(not math.isnan(v) for runs in groups.values() for v in values(runs, k))]
     lines = [f"{'arm':34s}" + "".join(f"{k:>12s}" for k in used)]
     for name, runs in groups.items():

@@ -95,6 +95,13 @@ def test_gradient_profile_vanishes_for_deep_sigmoid_not_for_relu_kaiming():
     assert math.isnan(L.first_to_last([])) and L.first_to_last([2.0, 4.0]) == 0.5
 
 
+def test_skips_carry_the_gradient_where_the_plain_net_loses_it():
+    x, y = batch(8, 32, 32)
+    plain = L.gradient_profile(L.conv_net(32, init="default", seed=0), x, y)
+    res = L.gradient_profile(L.conv_net(32, init="default", residual=True, seed=0), x, y)
+    assert L.first_to_last(plain) < 1e-3 <= L.first_to_last(res)
+
+
 def test_gradient_profile_leaves_no_gradients_and_keeps_the_mode():
     x, y = batch()
     net = L.conv_net(8, norm="batch").eval()
