@@ -256,11 +256,12 @@ def dead_fraction(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> f
 
 
 # ----------------------------------------------------------------------------- training runs
-def train_run(data: dict, seed: int, lr: float, net_kw: dict, *, test: bool = False,
+def train_run(data: dict, seed: int, lr: float, net_kw: dict, *, test: bool = False, val: bool = False,
               dead_images: int = 0, target: float | None = None, **fit_kw) -> dict:
     """Build :func:`conv_net` from ``net_kw`` with seed ``seed`` (paired: every arm's seed i draws
     its weights from the same seed), train it with ``fit`` (SGD, ``lr``; ``fit_kw`` go to ``fit``)
-    and summarise: ``train_loss`` (the mean over the last epoch's steps), ``val_acc``, ``test_acc``
+    and summarise: ``train_loss`` (the mean over the last epoch's steps), ``val_acc`` (``fit``'s
+    last validation score; with ``val``, scored here when ``fit`` was told not to), ``test_acc``
     (only with ``test``; NaN otherwise, and the test split is not read), ``dead`` (with
     ``dead_images`` > 0: :func:`dead_fraction` on that many validation images), ``steps_to``
     (with ``target``: the first step at which the mean loss of the last 10 steps is <= target;
@@ -271,6 +272,8 @@ def train_run(data: dict, seed: int, lr: float, net_kw: dict, *, test: bool = Fa
     out = {"seed": seed, "lr": lr, "val_acc": res["val_acc"], "diverged": res["diverged"],
            "train_loss": res["train_loss"] if not res["diverged"] else math.nan, "step_loss": steps,
            "test_acc": math.nan, "dead": math.nan, "steps_to": math.nan}
+    if val and math.isnan(out["val_acc"]):
+        out["val_acc"] = evaluate(model, data["val_x"], data["val_y"], data["mean"], data["std"])["acc"]
     if test:
         out["test_acc"] = evaluate(model, data["test_x"], data["test_y"], data["mean"], data["std"])["acc"]
     if dead_images:
@@ -308,7 +311,7 @@ def select_lr(data: dict, grid, seed: int, net_kw: dict, **kw) -> dict:
     grid = list(grid)
     if not grid:
         raise ValueError("the LR grid is empty: give at least one learning rate")
-    scores = {lr: train_run(data, seed, lr, net_kw, test=False, **kw)["val_acc"] for lr in grid}
+    scores = {lr: train_run(data, seed, lr, net_kw, test=False, val=True, **kw)["val_acc"] for lr in grid}
     return {"lr": max(grid, key=scores.get), "val_acc": scores}
 
 

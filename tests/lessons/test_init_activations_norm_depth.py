@@ -160,6 +160,8 @@ class GuardedSplits(dict):
 def test_lr_selection_reads_only_validation(tiny):
     sel = L.select_lr(GuardedSplits(tiny), [1e-4, 0.05], 0, dict(depth=8, width=8), **FIT)
     assert sel["lr"] == max(sel["val_acc"], key=sel["val_acc"].get)
+    quiet = L.select_lr(GuardedSplits(tiny), [1e-4, 0.05], 0, dict(depth=8, width=8), evaluate_val=False, **FIT)
+    assert quiet["val_acc"] == sel["val_acc"]  # scored even when fit skips validation
     with pytest.raises(ValueError, match="grid is empty"):
         L.select_lr(tiny, [], 0, dict(depth=8), **FIT)
 
