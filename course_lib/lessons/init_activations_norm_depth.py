@@ -82,9 +82,9 @@ class ResidualBlock(nn.Module):
         return self.act2(x + self.norm2(self.conv2(self.unit1(x))))
 
 
-def init_net(model: nn.Module, init: str) -> nn.Module:
+def init_net(model: nn.Module, init: str, head_std: float = HEAD_STD) -> nn.Module:
     """Initialise ``model``'s conv and linear weights in place with ``init`` and zero their biases;
-    the last linear layer always gets N(0, ``HEAD_STD``). ``default`` keeps PyTorch's own draw
+    the last linear layer always gets N(0, ``head_std``) whatever ``init``. ``default`` keeps PyTorch's own draw
     (kaiming_uniform with a = sqrt(5): a variance of 1 / (3 fan_in), a third of kaiming's);
     ``kaiming``: kaiming_normal with the ReLU gain (variance 2 / fan_in), as it is used in
     practice whatever the activation; ``xavier``: xavier_normal (2 / (fan_in + fan_out), which is
@@ -96,7 +96,7 @@ def init_net(model: nn.Module, init: str) -> nn.Module:
     with torch.no_grad():
         for m in layers:
             if m is layers[-1]:
-                nn.init.normal_(m.weight, 0.0, HEAD_STD)
+                nn.init.normal_(m.weight, 0.0, head_std)
             elif init == "kaiming":
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
             elif init == "xavier":
@@ -110,7 +110,7 @@ def init_net(model: nn.Module, init: str) -> nn.Module:
 
 def conv_net(depth: int = 8, width: int = 16, activation: str = "relu", init: str = "kaiming",
              norm: str = "none", residual: bool = False, kernel: int = 3, groups: int = 4,
-             num_classes: int = 10, seed: int | None = None) -> nn.Sequential:
+             num_classes: int = 10, head_std: float = HEAD_STD, seed: int | None = None) -> nn.Sequential:
     """The lesson's net (see the module doc): ``depth`` = 6n + 2 weight layers at one ``width``.
 
     ``kernel=5`` (plain only) puts one 5x5 conv where the 3x3 net has two. ``seed`` seeds the
@@ -141,7 +141,7 @@ def conv_net(depth: int = 8, width: int = 16, activation: str = "relu", init: st
             stages[f"pool{s}"] = nn.MaxPool2d(2)
     stages["head"] = nn.Sequential(OrderedDict(pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(),
                                                fc=nn.Linear(width, num_classes)))
-    return init_net(nn.Sequential(stages), init)
+    return init_net(nn.Sequential(stages), init, head_std)
 
 
 def equal_params_width(width: int) -> int:
