@@ -25,6 +25,7 @@ The tree is the architecture:
   ``08_ensembles``                        ``lessons.ensembles``
   ``09_nan_debugging``                    ``lessons.nan_debugging``
   ``10_optimizers_and_momentum``          ``lessons.optimizers_and_momentum``
+  ``11_init_activations_norm_depth``      ``lessons.init_activations_norm_depth``
   ``12_transfer_learning``                ``lessons.transfer_learning``
   ``15_regularisation_and_search``        ``lessons.regularisation_and_search``
   ======================================  =============================================
