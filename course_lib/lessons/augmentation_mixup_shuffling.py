@@ -364,7 +364,18 @@ def draw_points(ax, groups: dict, key: str = "test_acc", title: str = "") -> Non
 
 
 # ----------------------------------------------------------------------------- the widget
-PANEL_SPEC_KEYS = ("flip", "crop_pad", "jitter", "expand", "destroy", "mixup_alpha", "epochs")
+def panel_spec(crop_pad: int = 4, epochs: int = 10) -> dict:
+    """The widget's inputs: each augmentation with its strength (ranges the panel enforces)."""
+    return {"flip": {"kind": "bool", "value": True, "label": "left-right flip"},
+            "crop_pad": {"kind": "int", "value": crop_pad, "min": 0, "max": 16, "label": "crop pad (px)"},
+            "jitter": {"kind": "float", "value": 0.0, "min": 0.0, "max": 3.0,
+                       "label": "colour jitter (1 = D's)"},
+            "expand": {"kind": "float", "value": 1.0, "min": 1.0, "max": 8.0,
+                       "label": "zoom-out ratio (1 = off)"},
+            "destroy": {"kind": "bool", "value": False, "label": "upside-down / rotated"},
+            "mixup_alpha": {"kind": "float", "value": 0.0, "min": 0.0, "max": 8.0,
+                            "label": "mixup alpha (0 = off)"},
+            "epochs": {"kind": "int", "value": epochs, "min": 1, "max": 100, "label": "epochs"}}
 
 
 def recipe_from(params: dict) -> dict:
