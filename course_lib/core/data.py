@@ -122,14 +122,14 @@ def batch_indices(n: int, batch_size: int, generator: torch.Generator | None = N
 
 def train_batches(data: dict, batch_size: int, generator: torch.Generator, aug: bool = True,
                   pad: int = 4, flip: bool = True, channels_last: bool = True,
-                  x_key: str = "train_x", y_key: str = "train_y"):
+                  x_key: str = "train_x", y_key: str = "train_y", shuffle: bool = True):
     """One epoch of shuffled, augmented, normalised training batches ``(x, y)`` from ``data``.
 
-    The last partial batch is dropped (when there is more than one batch) so batch-norm
+    ``shuffle=False`` keeps the stored order (notebook 13 compares orders, SHUF-1). The last partial batch is dropped (when there is more than one batch) so batch-norm
     statistics never come from a handful of images.
     """
     x_all, y_all = data[x_key], data[y_key]
-    for idx in batch_indices(len(y_all), batch_size, generator, shuffle=True, drop_last=True,
+    for idx in batch_indices(len(y_all), batch_size, generator, shuffle=shuffle, drop_last=True,
                              device=x_all.device):
         x = x_all[idx]
         if aug:

@@ -149,7 +149,7 @@ def fit(model: nn.Module, data: dict, epochs: int | None = 5, batch_size: int = 
         seed: int = 0, amp: bool | None = None, channels_last: bool = True, callbacks=(),
         progress: bool = True, should_stop=None, evaluate_val: bool = True,
         opt: torch.optim.Optimizer | None = None, batch_transform=None, val_transform=None,
-        max_steps: int | None = None, sync_every: int | None = None) -> dict:
+        max_steps: int | None = None, sync_every: int | None = None, shuffle: bool = True) -> dict:
     """Train ``model`` on ``data["train_x"/"train_y"]`` and return the history (see module doc).
 
     ``loss_fn(logits, y)`` defaults to cross-entropy with ``label_smoothing``. Training ends after
@@ -159,6 +159,7 @@ def fit(model: nn.Module, data: dict, epochs: int | None = 5, batch_size: int = 
     is made from ``optimizer``, ``lr``, ``momentum``, ``weight_decay``. ``batch_transform(x,
     epoch, generator)`` changes each normalised training batch after augmentation (multi-scale
     training resizes it); ``val_transform(x)`` changes the uint8 validation images once.
+    ``shuffle=False`` trains on the stored order every epoch (SHUF-1, notebook 13).
 
     ``sync_every`` (default 1 on the CPU, 25 on CUDA) is how often the host checks the loss and
     gradient norm for NaN/Inf and updates the progress bar. In between, the newest per-step values
@@ -242,7 +243,8 @@ def fit(model: nn.Module, data: dict, epochs: int | None = 5, batch_size: int = 
         for epoch in range(1, math.ceil(total / per_epoch) + 1):
             model.train()
             t0, first, hits = time.perf_counter(), step, []
-            for x, y in train_batches(data, batch_size, gen, aug, pad, flip, channels_last):
+            for x, y in train_batches(data, batch_size, gen, aug, pad, flip, channels_last,
+                                      shuffle=shuffle):
                 if batch_transform is not None:
                     x = batch_transform(x, epoch, gen)
                 if deferred and not pending:  # the state to replay from
