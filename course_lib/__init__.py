@@ -25,6 +25,7 @@ The tree is the architecture:
   ``08_ensembles``                        ``lessons.ensembles``
   ``09_nan_debugging``                    ``lessons.nan_debugging``
   ``10_optimizers_and_momentum``          ``lessons.optimizers_and_momentum``
+  ``14_data_quality``                     ``lessons.data_quality``
   ======================================  =============================================
 
 - ``ui/``: what a student sees: ``plots``, ``widgets`` (the control panel), ``cache`` (stored
