@@ -306,6 +306,17 @@ def imbalance_runs(model: nn.Module, data: dict, ratios, remedies, seeds, rare_c
     return {"runs": out, "counts": counts, "work": work}
 
 
+def effects_line(parts: dict) -> str:
+    """Each compared arm's effect and interval in points, e.g. "oversample +3.1 (-0.2 to +6.4)",
+    so a verdict over several alternatives still shows every number behind it."""
+    out = []
+    for name, v in parts.items():
+        e = v["evidence"]
+        lo, hi = e["interval"]
+        out.append(f"{name} {100 * e['effect']:+.1f} ({100 * lo:+.1f} to {100 * hi:+.1f})")
+    return "; ".join(out) + " points"
+
+
 def pick_scores(runs: list[dict], key: str) -> list[float]:
     """One number per seed from a list of score dicts (e.g. ``"balanced_acc"``)."""
     return [float(r[key]) for r in runs]

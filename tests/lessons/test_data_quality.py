@@ -227,3 +227,11 @@ def test_the_panel_run_draws_class_bars():
     png = D.panel_png(hist, "t")
     assert png[:4] == b"\x89PNG"
     assert not math.isnan(hist["step"]["loss"][-1])
+
+
+def test_the_effects_line_shows_every_arm_in_points():
+    from course_lib.core import claims
+    parts = {"a": claims.compare("DATA-5", [0.5, 0.52], [0.4, 0.41], "acc", unit="fraction"),
+             "b": claims.compare("DATA-5", [0.4, 0.41], [0.4, 0.41], "acc", unit="fraction")}
+    line = D.effects_line(parts)
+    assert line.startswith("a +10.5 (") and "b +0.0 (+0.0 to +0.0)" in line and line.endswith("points")
