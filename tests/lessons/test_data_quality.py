@@ -235,3 +235,9 @@ def test_the_effects_line_shows_every_arm_in_points():
              "b": claims.compare("DATA-5", [0.4, 0.41], [0.4, 0.41], "acc", unit="fraction")}
     line = D.effects_line(parts)
     assert line.startswith("a +10.5 (") and "b +0.0 (+0.0 to +0.0)" in line and line.endswith("points")
+
+
+def test_the_archive_needs_room_for_its_faults(tmp_path):
+    d = fake_data(10)
+    with pytest.raises(ValueError, match="need at least 7 images"):
+        D.build_faulty_archive(d["train_x"][:5], d["train_y"][:5], d["classes"], tmp_path)
