@@ -28,6 +28,7 @@ The tree is the architecture:
   ``11_init_activations_norm_depth``      ``lessons.init_activations_norm_depth``
   ``12_transfer_learning``                ``lessons.transfer_learning``
   ``13_augmentation_mixup_shuffling``     ``lessons.augmentation_mixup_shuffling``
+  ``14_data_quality``                     ``lessons.data_quality``
   ``15_regularisation_and_search``        ``lessons.regularisation_and_search``
   ======================================  =============================================
 
