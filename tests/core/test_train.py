@@ -290,3 +290,27 @@ def test_fit_refuses_runs_it_cannot_size(tiny):
         fit(tiny_model(), tiny, epochs=None, progress=False)
     with pytest.raises(ValueError, match="max_steps and sync_every must be at least 1"):
         fit(tiny_model(), tiny, sync_every=0, max_steps=3, progress=False)
+
+
+def test_amp_true_trains_in_bf16_on_the_cpu_and_the_default_stays_fp32(tiny):
+    """amp=True opts in to bf16 autocast on the CPU (non-square 24x32 images): convolutions then
+    compute in bf16 in training steps (evaluation stays fp32), the loss stays finite and falls;
+    without it they stay fp32."""
+    seen = {}
+    for amp in (None, True):
+        torch.manual_seed(0)
+        model = tiny_model()
+        conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+        dtypes = []
+
+        def record(module, inputs, out, dtypes=dtypes):
+            if module.training:
+                dtypes.append(out.dtype)
+        conv.register_forward_hook(record)
+        h = fit(model, tiny, epochs=6, batch_size=30, lr=0.05, aug=False, progress=False,
+                optimizer="adam", weight_decay=0.0, schedule="constant", amp=amp)
+        seen[amp] = set(dtypes)
+        losses = h["step"]["loss"]
+        assert all(map(math.isfinite, losses)) and sum(losses[-3:]) < sum(losses[:3])
+        assert all(p.dtype == torch.float32 for p in model.parameters())  # weights stay fp32
+    assert seen == {None: {torch.float32}, True: {torch.bfloat16}}
