@@ -66,8 +66,7 @@ nightly: venv data
 # glibc keeps freed memory instead of returning it to the OS (set before python starts): torch's
 # CPU ops stop paying for page faults on every step, 15-20% faster here with identical results.
 bench: venv data
-	GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184 \
-	  $(PY) -m course_lib.tools.bench --time-to-accuracy
+	$(PY) -m course_lib.tools.bench --time-to-accuracy  # GLIBC_TUNABLES: exported above
 
 # The course website: notebooks rendered with the report's outputs (never re-executed) and the
 # claims ledger, into site/_build/html. LAUNCH_URL=...{path}... adds a live link to every page.
