@@ -162,23 +162,18 @@ def test_first_cell_states_work_budgets_and_generated_times(path):
 def test_the_typed_time_check_can_fail():
     assert typed_times("**Budget.** quick took 3 min 25 s.\n<!-- times -->\nx 80 s\n<!-- /times -->") == ["3 min", "25 s"]
     assert typed_times("sized for 20-30 minutes on 2 cores") == []
+
+
 CODE_LINE_LIMIT = 88  # the course writes code cells to 80 characters; this leaves a little slack
-# Until the branch that resizes their quick profiles is merged, these notebooks keep long lines in
-# their parameters cell and in cells with pick(...) lines; delete an entry once its cells are wrapped.
-REWRAP_PENDING = {"04_lr_schedules.ipynb", "06_cross_validation.ipynb", "09_nan_debugging.ipynb",
-                  "10_optimizers_and_momentum.ipynb"}
 
 
-def long_code_lines(cells, limit=CODE_LINE_LIMIT, skip_profile_cells=False):
+def long_code_lines(cells, limit=CODE_LINE_LIMIT):
     """'cell i: line' for every code line longer than limit (a line holding a URL is allowed)."""
     found = []
     for i, cell in enumerate(cells):
         if cell["cell_type"] != "code":
             continue
         source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
-        tags = cell.get("metadata", {}).get("tags", [])
-        if skip_profile_cells and ("parameters" in tags or "pick(" in source):
-            continue
         found += [f"cell {i}: {line}" for line in source.splitlines()
                   if len(line) > limit and "://" not in line]
     return found
@@ -189,7 +184,7 @@ def test_code_lines_are_short(path):
     """Code cells are read on a slide and beside a lesson module: short lines, wrapped inside
     brackets, not a horizontal scroll."""
     nb = nbformat.read(path, as_version=4)
-    long = long_code_lines(nb.cells, skip_profile_cells=path.name in REWRAP_PENDING)
+    long = long_code_lines(nb.cells)
     assert not long, f"code lines over {CODE_LINE_LIMIT} characters: {long}"
 
 
