@@ -195,5 +195,4 @@ def test_the_line_check_can_fail():
     assert [line[:8] for line in long_code_lines(cells)] == ["cell 0: "]
     assert long_code_lines(cells, limit=200) == []
     profile = [{"cell_type": "code", "source": "n = pick(p, 1, 2, 3, standard=4)  # " + "x" * 90}]
-    assert long_code_lines(profile, skip_profile_cells=True) == []
     assert len(long_code_lines(profile)) == 1
