@@ -331,6 +331,32 @@ def compare_spreads(claim_id: str, wider, narrower, what: str, level: float = 0.
     return make_verdict(claim_id, verdict, evidence, summary)
 
 
+def rank_agreement(claim_id: str, short, long, min_rho: float, level: float = 0.95) -> dict:
+    """An experiment on "short runs rank configurations as long runs do": Spearman's rho between
+    the two scores over the configurations, with a Fisher-z interval (standard error
+    sqrt(1.06 / (n - 3)), Fieller, Hartley & Pearson 1957). Decided by ``claims.decide`` against
+    the declared ``min_rho`` (supported when the interval lies wholly above it). Kendall's tau
+    is kept in the evidence."""
+    short, long = [float(v) for v in short], [float(v) for v in long]
+    n = len(short)
+    rho = float(stats.spearmanr(short, long).statistic) if n > 2 else math.nan
+    tau = float(stats.kendalltau(short, long).statistic) if n > 2 else math.nan
+    if n > 3 and math.isfinite(rho):
+        z, se = math.atanh(max(min(rho, 0.999999), -0.999999)), math.sqrt(1.06 / (n - 3))
+        q = stats.norm.ppf(1 - (1 - level) / 2)
+        interval = [math.tanh(z - q * se), math.tanh(z + q * se)]
+    else:
+        interval = [math.nan, math.nan]
+    verdict, why = decide(interval, "higher", 0.0, centre=min_rho)
+    evidence = {"rho": rho, "kendall_tau": tau, "interval": interval, "min_rho": min_rho, "configs": n,
+                "effect": rho - min_rho, "detectable_effect": (interval[1] - interval[0]) / 2,
+                "unit": "Spearman rho", "runs": [n, n]}
+    summary = (f"Spearman rho between short- and long-run validation accuracy over {n} configurations "
+               f"{rho:.2f} (Kendall tau {tau:.2f}; {level:.0%} CI {interval[0]:.2f} to {interval[1]:.2f}, "
+               f"Fisher z) against the declared {min_rho:g}: {why}")
+    return make_verdict(claim_id, verdict, evidence, summary)
+
+
 def demonstrate(claim_id: str, holds: bool, evidence: dict, summary: str) -> dict:
     """A demonstration: a mechanism shown by construction (a planted fault and its fix, a check
     that holds by algebra), from a boolean computed from the measurements in ``evidence``

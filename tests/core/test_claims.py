@@ -231,3 +231,11 @@ def test_yes_no_runs_that_all_agree_still_have_an_interval():
     assert many["verdict"] == "supported"
     with pytest.raises(ValueError, match="1 .yes. or 0 .no."):
         C.compare("NAN-1", [1.0, 0.5], [1.0, 0.0], "fixed", yes_no=True)
+
+
+def test_rank_agreement_is_decided_against_the_declared_rho():
+    ranks = list(range(12))
+    assert C.rank_agreement("HP-3", ranks, ranks, 0.5)["verdict"] == "supported"
+    assert C.rank_agreement("HP-3", ranks, ranks[::-1], 0.5)["verdict"] == "not supported"
+    few = C.rank_agreement("HP-3", [1, 2, 3], [1, 3, 2], 0.5)
+    assert few["verdict"] == "inconclusive" and few["kind"] == "experiment"

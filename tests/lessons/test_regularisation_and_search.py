@@ -147,13 +147,6 @@ def test_diagnose_counts_agreement_between_the_rule_and_the_curve():
     assert out["agreement"] == pytest.approx(2 / 3) and [r["agree"] for r in out["rows"]] == [True, True, False]
 
 
-def test_rank_agreement_is_decided_against_the_declared_rho():
-    ranks = list(range(12))
-    assert R.rank_agreement("HP-3", ranks, ranks, 0.5)["verdict"] == "supported"
-    assert R.rank_agreement("HP-3", ranks, ranks[::-1], 0.5)["verdict"] == "not supported"
-    few = R.rank_agreement("HP-3", [1, 2, 3], [1, 3, 2], 0.5)
-    assert few["verdict"] == "inconclusive" and few["kind"] == "experiment"
-
 
 def test_runs_on_non_square_images_are_reproducible_and_keep_test_apart(tiny):
     model = R.net(2, num_classes=3)
