@@ -164,4 +164,4 @@ def test_train_configs_applies_per_configuration_overrides(tiny):
     assert res["a"][0]["history"]["step"]["lr"] != res["b"][0]["history"]["step"]["lr"]
     fig = Figure()
     D.draw_paired(fig.subplots(), {"a": [0.5, 0.6], "b": [0.55, 0.62]})
-    assert len(fig.axes[0].get_lines()) == 4
+    assert len(fig.axes[0].get_lines()) == 2 + 2 + 2  # a line per seed, the points and the mean of each arm
