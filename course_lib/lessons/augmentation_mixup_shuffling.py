@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from ..core.data import make_generator, random_flip, random_translate
 from ..core.runs import reinitialize_, train_and_score
 from ..core.train import evaluate, raise_if_interrupted
+from ..ui import plots
 from ..ui.plots import course_look, figure_png
 
 # Document D's RandomDistort: each of brightness, contrast, saturation scaled by a factor in
@@ -416,12 +417,7 @@ def panel_png(history: dict, title: str = "") -> bytes:
     test = history.get("test_acc")
     ax2.set(xlabel="epoch", ylabel="validation accuracy (%)",
             title="validation accuracy" + (f"; test {100 * test:.1f}%" if test is not None else ""))
-    for a in (ax, ax2):
-        a.grid(alpha=0.3)
-    course_look(fig)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return figure_png(fig)
+    return plots.finish_png(fig, title)
 
 
 def attach_preview(panel, x: torch.Tensor, y: torch.Tensor, validate) -> None:

@@ -29,7 +29,7 @@ from ..core.datasets import read_image_folder
 from ..core.experiment import metric
 from ..core.runs import reinitialize_
 from ..core.train import evaluate, fit, predict_logits, raise_if_interrupted
-from ..ui.plots import course_look, figure_png
+from ..ui import plots
 
 FAULTS = ("truncated", "empty", "not an image", "wrong size", "tiny")
 REMEDIES = ("plain", "oversample", "class weights", "undersample")
@@ -625,12 +625,7 @@ def panel_png(history: dict, title: str = "") -> bytes:
     ax1.set(xlabel="class", ylabel="validation recall (%)", title="per-class recall", ylim=(0, 100))
     ax2.plot([float(v) for v in history["step"]["loss"]], color="k", lw=1)
     ax2.set(xlabel="step", ylabel="training loss", title="training loss per step")
-    for a in (ax0, ax1, ax2):
-        a.grid(alpha=0.3)
-    course_look(fig)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return figure_png(fig)
+    return plots.finish_png(fig, title)
 
 
 # ----------------------------------------------------------------------------- takeaways

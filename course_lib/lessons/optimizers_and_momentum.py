@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from ..core.models import small_cnn
 from ..core.runs import reinitialize_, train_and_score
 from ..core.train import evaluate, fit, raise_if_interrupted
-from ..ui.plots import course_look, figure_png
+from ..ui import plots
 
 KINDS = ("sgd", "adam", "adamw", "rmsprop")
 
@@ -333,12 +333,7 @@ def panel_png(history: dict, title: str = "") -> bytes:
     e = history["epoch"]
     ax2.plot(e["epoch"], [100 * a for a in e["val_acc"]], "o-", color="k")
     ax2.set(xlabel="epoch", ylabel="validation accuracy (%)", title="validation accuracy")
-    for a in (ax, ax2):
-        a.grid(alpha=0.3)
-    course_look(fig)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return figure_png(fig)
+    return plots.finish_png(fig, title)
 
 
 # ----------------------------------------------------------------------------- takeaways

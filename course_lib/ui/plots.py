@@ -205,6 +205,19 @@ def live_curves(every: str = "epoch"):
 
 
 
+def finish_png(fig, title: str = "", grid: bool = True) -> bytes:
+    """A widget panel's figure finished the course's way (light grid on every axes, the course
+    look, ``title`` on top, tight layout) and returned as PNG bytes."""
+    if grid:
+        for ax in fig.axes:
+            ax.grid(alpha=0.3)
+    course_look(fig)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return figure_png(fig)
+
+
 def render_png(draw, result, title: str = "", ncols: int = 1, size=(8, 4), **subplot_kw) -> bytes:
     """PNG bytes of ``draw(ax, result)`` on a new figure, for the widget panels' image.
 
@@ -221,8 +234,4 @@ def render_png(draw, result, title: str = "", ncols: int = 1, size=(8, 4), **sub
             draws[i](ax, result)
         else:
             ax.set_axis_off()
-    course_look(fig)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return figure_png(fig)
+    return finish_png(fig, title, grid=False)
