@@ -12,6 +12,7 @@ import papermill as pm
 import pytest
 
 from course_lib.core.claims import VERDICTS, load_claims
+from course_lib.core.experiment import pick
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NB_DIR.glob("[0-9][0-9]_*.ipynb"))
@@ -109,6 +110,48 @@ def test_every_knob_is_declared_before_the_run(path):
                         if "standard=" not in call]
     assert not hidden, f"knob literals outside the parameters cell and pick(...): {hidden}"
     assert not no_standard, f"pick(...) without standard=: {no_standard}"
+
+
+class _Anything:
+    """Stands for any notebook variable when a pick(...) line is evaluated on its own."""
+
+    def __getattr__(self, name):
+        return self
+
+    def __getitem__(self, key):
+        return self
+
+
+class _Names(dict):
+    def __missing__(self, name):
+        return _Anything()
+
+
+def standard_pick_errors(source: str) -> list[str]:
+    """Evaluate every pick(...) call in ``source`` for the standard profile; return the failures."""
+    def standard_pick(profile, *args, **kwargs):
+        return pick("standard", *args, **kwargs)
+    errors = []
+    for call in re.findall(r"pick\((?:[^()]|\([^()]*\))*\)", source):
+        try:
+            eval(call, {}, _Names(pick=standard_pick))  # noqa: S307 - the course's own notebooks
+        except ValueError as e:
+            errors.append(f"{call[:60]}: {e}")
+    return errors
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_pick_line_answers_for_the_standard_profile(path):
+    """Contract point (#18): every notebook accepts profile="standard"; evaluating each pick(...)
+    for it, without running the notebook, catches a line that has no standard size."""
+    nb = nbformat.read(path, as_version=4)
+    errors = [e for c in nb.cells if c.cell_type == "code" for e in standard_pick_errors(c.source)]
+    assert not errors, errors
+
+
+def test_the_standard_pick_check_can_fail():
+    assert standard_pick_errors("n = pick(p, 1, 2, 3)") != []
+    assert standard_pick_errors("n = pick(P, x[::3], None, None, standard=None)") == []
 
 
 def test_the_knob_check_can_fail():

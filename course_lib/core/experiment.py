@@ -66,7 +66,10 @@ def default_device() -> torch.device:
     return torch.device(name)
 
 
-def pick(profile: str, smoke, quick, full, standard=None):
+_NOT_GIVEN = object()  # pick's default for standard=: None is a real size there ("all images")
+
+
+def pick(profile: str, smoke, quick, full, standard=_NOT_GIVEN):
     """The value for ``profile``: lets a notebook state its per-profile sizes in one line.
 
     ``standard`` (the CPU profile for verdicts that matter, about 20-30 minutes a notebook on 2
@@ -74,7 +77,7 @@ def pick(profile: str, smoke, quick, full, standard=None):
     instead of silently reusing another profile's size."""
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
-    if profile == "standard" and standard is None:
+    if profile == "standard" and standard is _NOT_GIVEN:
         raise ValueError("this pick(...) line gives no size for the 'standard' profile: add standard=... "
                          "(sized from its work budget), or run with profile 'quick' or 'full'")
     return {"smoke": smoke, "quick": quick, "standard": standard, "full": full}[profile]

@@ -23,6 +23,8 @@ def test_pick_needs_a_standard_size_only_for_the_standard_profile():
     assert E.pick("standard", 1, 2, 3, standard=4) == 4 and E.pick("full", 1, 2, 3, standard=4) == 3
     with pytest.raises(ValueError, match="add standard="):
         E.pick("standard", 1, 2, 3)
+    # None is a size ("all images"): standard=None must not read as "not given" (08 once failed so)
+    assert E.pick("standard", 500, None, None, standard=None) is None
     with pytest.raises(ValueError, match="profile must be one of"):
         E.pick("fast", 1, 2, 3)
 
