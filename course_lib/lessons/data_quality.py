@@ -553,16 +553,9 @@ def draw_recall_bars(ax, runs: dict, classes, rare_classes, title: str = "") -> 
 
 
 def draw_seed_points(ax, groups: dict, ylabel: str, title: str = "") -> None:
-    """One column per group: a point per seed and a bar at the mean (values as fractions)."""
-    for k, (name, vals) in enumerate(groups.items()):
-        pts = [100 * v for v in vals]
-        ax.bar(k, statistics.fmean(pts), color=f"C{k}", alpha=0.3, width=0.6)
-        ax.plot([k] * len(pts), pts, "o", color=f"C{k}", ms=5)
-    ax.set_xticks(range(len(groups)), list(groups), rotation=20, fontsize=8)
-    lows = [100 * v for vals in groups.values() for v in vals]
-    ax.set_ylim(max(min(lows) - 5, 0), max(lows) + 3)
-    ax.set(ylabel=ylabel, title=title)
-    ax.grid(alpha=0.3, axis="y")
+    """One column per group ``{label: [fraction per seed]}``: a point per seed and a bar at the
+    mean, in percent, the y-axis fitted to the points."""
+    plots.seed_points(ax, groups, ylabel, title, scale=100, zoom=True)
 
 
 def draw_val_curves(ax, probes: dict) -> None:

@@ -27,6 +27,7 @@ from ..core.data import normalize
 from ..core.models import ACTIVATIONS, count_parameters, make_activation
 from ..core.runs import train_and_score
 from ..core.train import evaluate
+from ..ui import plots
 from ..ui.plots import course_look, figure_png
 
 INITS = ("default", "kaiming", "xavier", "normal001")
@@ -407,15 +408,8 @@ def draw_profiles(ax, profiles: dict, title: str = "") -> None:
 
 
 def draw_seed_points(ax, groups: dict, key: str, ylabel: str, title: str = "", scale: float = 1.0) -> None:
-    """One column per arm: a point per seed and a bar at the mean."""
-    for k, (name, runs) in enumerate(groups.items()):
-        vals = [scale * v for v in values(runs, key) if not math.isnan(v)]
-        if vals:
-            ax.bar(k, statistics.fmean(vals), color=f"C{k % 10}", alpha=0.3, width=0.6)
-            ax.plot([k] * len(vals), vals, "o", color=f"C{k % 10}", ms=4)
-    ax.set_xticks(range(len(groups)), list(groups), rotation=25, ha="right", fontsize=8)
-    ax.set(ylabel=ylabel, title=title)
-    ax.grid(alpha=0.3, axis="y")
+    """One column per arm (``label -> runs``): each run's ``key`` a point, the mean a bar."""
+    plots.seed_points(ax, {g: values(runs, key) for g, runs in groups.items()}, ylabel, title, scale)
 
 
 def draw_step_losses(ax, groups: dict, title: str = "", window: int = 10) -> None:

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from ..core.models import init_weights, make_activation, small_cnn
 from ..core.nonfinite import find_nonfinite, scan_data
 from ..core.train import NonFiniteLossError, fit
+from ..ui import plots
 from ..ui.plots import render_png
 
 EPS = 1e-8  # document D's eps
@@ -572,13 +573,8 @@ def train_until_nonfinite(model: nn.Module, data: dict, steps: int, lr: float, b
 
 def draw_seed_points(ax, values: dict, ylabel: str) -> None:
     """One column per arm (``name -> one value per seed``, fractions): each seed as a point and
-    the mean as a bar, so the seed spread is visible."""
-    for i, (name, vals) in enumerate(values.items()):
-        ax.bar(i, 100 * statistics.fmean(vals), width=0.6, alpha=0.4)
-        ax.plot([i] * len(vals), [100 * v for v in vals], "k.", ms=6)
-    ax.set_xticks(range(len(values)), list(values), rotation=30, ha="right", fontsize=8)
-    ax.set(ylabel=ylabel)
-    ax.grid(alpha=0.3, axis="y")
+    the mean as a bar, in percent, so the seed spread is visible."""
+    plots.seed_points(ax, values, ylabel, scale=100)
 
 
 # What each possible outcome would mean, written before the run (takeaways.show_takeaways).

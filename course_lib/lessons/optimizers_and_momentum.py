@@ -261,16 +261,10 @@ def draw_loss_curves(ax, groups: dict, title: str = "") -> None:
 
 def draw_seed_points(ax, groups: dict, key: str = "test_acc", ylabel: str = "test accuracy (%)",
                      title: str = "") -> None:
-    """One column per group: a point per seed and a bar at the mean (the spread stays visible)."""
-    for k, (name, runs) in enumerate(groups.items()):
-        vals = [100 * v for v in values(runs, key)]
-        ax.bar(k, statistics.fmean(vals), color=f"C{k}", alpha=0.3, width=0.6)
-        ax.plot([k] * len(vals), vals, "o", color=f"C{k}", ms=5)
-    ax.set_xticks(range(len(groups)), list(groups), rotation=20)
-    lows = [100 * v for runs in groups.values() for v in values(runs, key)]
-    ax.set_ylim(max(min(lows) - 5, 0), max(lows) + 3)
-    ax.set(ylabel=ylabel, title=title)
-    ax.grid(alpha=0.3, axis="y")
+    """One column per group (``label -> runs``): each run's ``key`` a point in percent, the mean
+    a bar, the y-axis fitted to the points (the spread stays visible)."""
+    plots.seed_points(ax, {g: values(runs, key) for g, runs in groups.items()}, ylabel, title,
+                      scale=100, zoom=True)
 
 
 def draw_lr_grid(ax, results: dict) -> None:

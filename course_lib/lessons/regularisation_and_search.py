@@ -315,14 +315,8 @@ def draw_curves(ax, groups: dict, key: str = "val_loss", title: str = "") -> Non
 
 def draw_seed_points(ax, groups: dict, key: str = "test_acc", ylabel: str = "test accuracy (%)",
                      title: str = "", scale: float = 100) -> None:
-    """One column per group: a point per seed and a bar at the mean."""
-    for k, (name, runs) in enumerate(groups.items()):
-        vals = [scale * v for v in values(runs, key)]
-        ax.bar(k, statistics.fmean(vals), color=f"C{k}", alpha=0.3, width=0.6)
-        ax.plot([k] * len(vals), vals, "o", color=f"C{k}", ms=5)
-    ax.set_xticks(range(len(groups)), list(groups), rotation=20, fontsize=8)
-    ax.set(ylabel=ylabel, title=title)
-    ax.grid(alpha=0.3, axis="y")
+    """One column per group (``label -> runs``): each run's ``key`` a point, the mean a bar."""
+    plots.seed_points(ax, {g: values(runs, key) for g, runs in groups.items()}, ylabel, title, scale)
 
 
 def draw_search(ax, searches: dict, title: str = "") -> None:

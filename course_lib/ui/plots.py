@@ -9,6 +9,8 @@ process-wide settings, which two threads can leave changed.
 from __future__ import annotations
 
 import io
+import math
+import statistics
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -160,6 +162,26 @@ def draw_paired(ax, arms: dict, ylabel: str = "", title: str = "", scale: float 
     if legend:
         ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
+
+
+def seed_points(ax, arms: dict, ylabel: str = "", title: str = "", scale: float = 1.0,
+                zoom: bool = False) -> None:
+    """Unpaired seeds of each arm ``{label: [value per seed]}``: one column per arm, each seed a
+    point and the mean a bar (NaN values, runs that measured nothing, are left out), so the seed
+    spread stays visible beside the mean. ``scale=100`` draws fractions as percentages; ``zoom``
+    fits the y-axis to the points instead of starting the bars at zero."""
+    shown = []
+    for k, vals in enumerate(arms.values()):
+        pts = [scale * v for v in vals if not math.isnan(v)]
+        if pts:
+            ax.bar(k, statistics.fmean(pts), color=f"C{k % 10}", alpha=0.3, width=0.6)
+            ax.plot([k] * len(pts), pts, "o", color=f"C{k % 10}", ms=5)
+        shown += pts
+    ax.set_xticks(range(len(arms)), list(arms), rotation=20, ha="right", fontsize=8)
+    if zoom and shown:
+        ax.set_ylim(max(min(shown) - 5, 0), max(shown) + 3)
+    ax.set(ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3, axis="y")
 
 
 def figure_png(fig) -> bytes:

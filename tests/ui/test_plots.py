@@ -53,3 +53,23 @@ def test_draw_paired_joins_each_seed_across_arms_and_marks_the_means():
     assert [float(ln.get_ydata()[0]) for ln in means] == pytest.approx([60.0, 62.0])
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a (mean 60)", "b (mean 62)"]
     plt.close(fig)
+
+
+def test_seed_points_draws_each_seed_and_a_mean_bar_leaving_out_nan():
+    import math
+    fig, ax = plt.subplots()
+    plots.seed_points(ax, {"a": [0.5, 0.7], "b": [0.6, math.nan, 0.8], "c": [math.nan]}, "acc (%)",
+                      scale=100)
+    points = [list(ln.get_ydata()) for ln in ax.lines]
+    assert points == [pytest.approx([50, 70]), pytest.approx([60, 80])]  # "c" measured nothing
+    assert [p.get_height() for p in ax.patches] == pytest.approx([60, 70])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c"]
+    assert ax.get_ylim()[0] == 0  # bars start at zero unless zoomed
+    plt.close(fig)
+
+
+def test_seed_points_zoom_fits_the_axis_to_the_points():
+    fig, ax = plt.subplots()
+    plots.seed_points(ax, {"a": [0.60, 0.62], "b": [0.64, 0.66]}, scale=100, zoom=True)
+    assert ax.get_ylim() == pytest.approx((55, 69))
+    plt.close(fig)
