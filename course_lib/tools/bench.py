@@ -163,13 +163,22 @@ def time_to_accuracy(data: dict, recipe: dict, targets=(0.7, 0.8), seed: int = 0
 
 def compare_recipes(results: dict, reference: str) -> list[str]:
     """One line per other recipe and target: its seconds to the target as a fraction of
-    ``reference``'s (both measured in this run, so the machine's speed cancels out)."""
+    ``reference``'s (both measured in this run, so the machine's speed cancels out).
+
+    Where only the other recipe reached a target, ``reference`` would have needed more than its
+    whole training time, so the fraction of that time is an upper bound and is printed as one."""
     lines = []
     for name, r in results.items():
         for t, secs in r["targets"].items() if name != reference else ():
-            ref = results[reference]["targets"][t]
-            ratio = "n/a (not reached by both)" if secs is None or ref is None else f"{secs / ref:.2f}x"
-            lines.append(f"recipe {name!r} to {100 * t:.0f}%: {ratio} the time of {reference!r}")
+            ref, ref_total = results[reference]["targets"][t], results[reference].get("train_seconds")
+            if secs is not None and ref is not None:
+                ratio = f"{secs / ref:.2f}x the time of {reference!r}"
+            elif secs is not None and ref_total:
+                ratio = (f"under {secs / ref_total:.2f}x the time of {reference!r} (which did not "
+                         f"reach it in its {ref_total:.0f} s of training)")
+            else:
+                ratio = f"n/a (not reached by both) the time of {reference!r}"
+            lines.append(f"recipe {name!r} to {100 * t:.0f}%: {ratio}")
     return lines
 
 

@@ -63,3 +63,12 @@ def test_recipes_compare_as_fractions_of_the_reference_and_unreached_targets_say
     assert bench.compare_recipes(results, "baseline") == [
         "recipe 'fast' to 70%: 0.40x the time of 'baseline'",
         "recipe 'fast' to 80%: n/a (not reached by both) the time of 'baseline'"]
+
+
+def test_a_target_only_the_other_recipe_reached_is_compared_with_the_reference_whole_training():
+    results = {"baseline": {"targets": {0.7: 160.0, 0.8: None}, "train_seconds": 270.0},
+               "fast": {"targets": {0.7: 108.0, 0.8: 135.0}, "train_seconds": 135.0}}
+    assert bench.compare_recipes(results, "baseline") == [
+        "recipe 'fast' to 70%: 0.68x the time of 'baseline'",
+        "recipe 'fast' to 80%: under 0.50x the time of 'baseline' (which did not reach it in its "
+        "270 s of training)"]
