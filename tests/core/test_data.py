@@ -36,6 +36,25 @@ def test_translation_keeps_non_square_shape_and_moves_content():
     assert torch.equal(D.random_translate(x, 0, D.make_generator(0, "cpu")), x)
 
 
+def test_translation_takes_the_drawn_window_of_the_reflect_padded_image_in_any_dtype():
+    # the offsets are the generator's first two draws (rows, then columns): the window they name
+    # in the reflect-padded image, as torch pads it, is what comes out, for uint8 and float input
+    for x in (batch(64, h=24, w=32), batch(64, h=24, w=32).float() / 255):
+        g = D.make_generator(3, "cpu")
+        out = D.random_translate(x, 4, g)
+        g = D.make_generator(3, "cpu")
+        dy, dx = (torch.randint(0, 9, (64,), generator=g) for _ in range(2))
+        padded = torch.nn.functional.pad(x.float(), (4,) * 4, mode="reflect").to(x.dtype)
+        for i in range(64):
+            assert torch.equal(out[i], padded[i, :, dy[i]:dy[i] + 24, dx[i]:dx[i] + 32])
+        assert out.dtype == x.dtype and len({(int(a), int(b)) for a, b in zip(dy, dx)}) > 20
+
+
+def test_translation_refuses_a_pad_as_large_as_the_image():
+    with pytest.raises(ValueError, match="pad must be smaller"):
+        D.random_translate(batch(2, h=4, w=8), 4, D.make_generator(0, "cpu"))
+
+
 def test_flip_is_per_sample_and_exact():
     x = batch(64)
     out = D.random_flip(x, D.make_generator(0, "cpu"))
