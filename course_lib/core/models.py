@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
@@ -140,6 +141,31 @@ def fast_net(widths=(64, 256, 256), stem: int = 32, num_classes: int = 10,
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
     return model
+
+
+@torch.no_grad()
+def whitening_init_(conv: nn.Conv2d, images: torch.Tensor, eps: float = 5e-4) -> nn.Conv2d:
+    """Set ``conv``'s filters to whiten the image patches it sees (airbench's first layer): the
+    top ``out_channels / 2`` principal directions of ``images``' patches, each scaled by one over
+    its standard deviation, as a +/- pair (so ReLU-like activations pass both signs). Returns ``conv``.
+
+    Neighbouring pixels are strongly correlated; filters that decorrelate them give the next
+    layers inputs of equal variance in every direction, which speeds up early training. The
+    filters stay trainable. ``images`` are normalised float images (N, C, H, W), a few thousand
+    from the training split; ``eps`` keeps near-zero variances from blowing up.
+    """
+    c, (kh, kw), out = conv.in_channels, conv.kernel_size, conv.out_channels
+    if out % 2 or out // 2 > c * kh * kw:
+        raise ValueError(f"whitening needs an even number of filters, at most 2 x {c * kh * kw} "
+                         f"(the patch size), got {out}")
+    patches = F.unfold(images.float(), (kh, kw)).transpose(1, 2).reshape(-1, c * kh * kw).double()
+    patches = patches - patches.mean(0)
+    variances, directions = torch.linalg.eigh(patches.T @ patches / len(patches))  # ascending
+    top = slice(c * kh * kw - out // 2, None)
+    w = (directions[:, top] / torch.sqrt(variances[top] + eps)).T.flip(0)  # largest variance first
+    w = w.reshape(out // 2, c, kh, kw).to(conv.weight)
+    conv.weight.copy_(torch.cat([w, -w]))
+    return conv
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:

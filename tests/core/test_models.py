@@ -61,3 +61,35 @@ def test_bad_arguments_are_refused_with_the_allowed_values():
         M.small_cnn(init="ones")
     with pytest.raises(ValueError, match="model must be one of"):
         M.build_model("resnet1000")
+
+
+def smooth_images(n=64, h=32, w=24, seed=0):
+    """Images whose neighbouring pixels are correlated, as in photographs (blurred noise)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, h + 4, w + 4, generator=g)
+    return nn.functional.avg_pool2d(x, 5, stride=1)  # n, 3, h, w
+
+
+def test_whitening_init_gives_decorrelated_unit_variance_filter_outputs_in_pairs():
+    images = smooth_images()  # 32x24
+    conv = M.whitening_init_(nn.Conv2d(3, 16, 3, padding=1, bias=False), images, eps=0.0)
+    w = conv.weight.detach()
+    assert torch.equal(w[8:], -w[:8])  # +/- pairs
+    out = nn.functional.conv2d(images, w[:8]).permute(1, 0, 2, 3).reshape(8, -1).double()
+    cov = torch.cov(out)
+    assert torch.allclose(cov, torch.eye(8, dtype=torch.float64), atol=1e-3)  # whitened
+    raw = nn.functional.unfold(images, 3).transpose(1, 2).reshape(-1, 27)
+    assert raw.var(0).min() < 0.1  # the patches themselves were far from unit variance
+
+
+def test_whitening_init_keeps_the_largest_variance_directions_first():
+    images = smooth_images(seed=1)
+    w = M.whitening_init_(nn.Conv2d(3, 8, 3, bias=False), images).weight.detach()[:4]
+    raw_var = [float(nn.functional.conv2d(images, f[None] / f.norm()).var()) for f in w]
+    assert raw_var == sorted(raw_var, reverse=True)  # principal directions, largest first
+
+
+@pytest.mark.parametrize("out", [7, 56])
+def test_whitening_init_refuses_filters_it_cannot_pair_with_patch_directions(out):
+    with pytest.raises(ValueError, match="even number of filters, at most 2 x 27"):
+        M.whitening_init_(nn.Conv2d(3, out, 3), smooth_images(4))

@@ -52,6 +52,17 @@ def test_a_recipe_with_sizes_trains_in_bf16_and_refuses_a_size_count_that_is_not
         bench.time_to_accuracy(data, {"width": 4, "sizes": (12, 18, 24), "fit": fit_kw})
 
 
+def test_a_recipe_with_a_whitening_stem_starts_from_paired_filters_and_trains_on_non_square_images(tiny):
+    data = {**tiny, "test_x": tiny["train_x"][:30], "test_y": tiny["train_y"][:30]}  # 24x32 images
+    recipe = {"width": 4, "whiten": True, "fit": {"epochs": 1, "batch_size": 16, "lr": 0.05}}
+    stem = bench.recipe_model(data, recipe).stem.conv.weight
+    assert torch.equal(stem[2:], -stem[:2])  # whitening filters come as +/- pairs
+    plain = bench.recipe_model(data, {**recipe, "whiten": False}).stem.conv.weight
+    assert not torch.equal(plain[2:], -plain[:2])
+    r = bench.time_to_accuracy(data, recipe, targets=(0.0,))
+    assert len(r["curve"]) == 1 and r["targets"][0.0] == r["train_seconds"]
+
+
 def test_every_recipe_gives_one_size_per_epoch():
     for name, recipe in bench.RECIPES.items():
         assert len(recipe.get("sizes", [0] * recipe["fit"]["epochs"])) == recipe["fit"]["epochs"], name
