@@ -4,7 +4,7 @@ The tree is the architecture:
 
 - ``core/``: what every lesson builds on. ``datasets`` (building the CIFAR-10 cache), ``data``
   (device-resident uint8 batches and batched augmentation), ``models``, ``train`` (``fit``, the
-  one training loop), ``schedules``, ``runs`` (re-initialise, train and score one run),
+  one training loop), ``recipes`` (the course's baseline recipe), ``schedules``, ``runs`` (re-initialise, train and score one run),
   ``validation`` (splits, held-out scores, cross-validation), ``nonfinite`` (where a NaN/Inf first appeared),
   ``claims`` (the claims ledger and the one verdict rule), ``takeaways`` (closing sentences
   computed from the verdicts), ``experiment`` (profiles, set-up,

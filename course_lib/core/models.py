@@ -146,25 +146,24 @@ def fast_net(widths=(64, 256, 256), stem: int = 32, num_classes: int = 10,
 @torch.no_grad()
 def whitening_init_(conv: nn.Conv2d, images: torch.Tensor, eps: float = 5e-4) -> nn.Conv2d:
     """Set ``conv``'s filters to whiten the image patches it sees (airbench's first layer): the
-    top ``out_channels / 2`` principal directions of ``images``' patches, each scaled by one over
-    its standard deviation, as a +/- pair (so ReLU-like activations pass both signs). Returns ``conv``.
+    top principal directions of ``images``' patches, each scaled by one over its standard
+    deviation, as +/- pairs (so ReLU-like activations pass both signs). Returns ``conv``.
 
     Neighbouring pixels are strongly correlated; filters that decorrelate them give the next
     layers inputs of equal variance in every direction, which speeds up early training. The
     filters stay trainable. ``images`` are normalised float images (N, C, H, W), a few thousand
-    from the training split; ``eps`` keeps near-zero variances from blowing up.
+    from the training split; ``eps`` keeps near-zero variances from blowing up. A patch has only
+    ``C x kh x kw`` directions: filters beyond twice that (and an odd last one) keep their init.
     """
     c, (kh, kw), out = conv.in_channels, conv.kernel_size, conv.out_channels
-    if out % 2 or out // 2 > c * kh * kw:
-        raise ValueError(f"whitening needs an even number of filters, at most 2 x {c * kh * kw} "
-                         f"(the patch size), got {out}")
+    pairs = min(out // 2, c * kh * kw)
     patches = F.unfold(images.float(), (kh, kw)).transpose(1, 2).reshape(-1, c * kh * kw).double()
     patches = patches - patches.mean(0)
     variances, directions = torch.linalg.eigh(patches.T @ patches / len(patches))  # ascending
-    top = slice(c * kh * kw - out // 2, None)
+    top = slice(c * kh * kw - pairs, None)
     w = (directions[:, top] / torch.sqrt(variances[top] + eps)).T.flip(0)  # largest variance first
-    w = w.reshape(out // 2, c, kh, kw).to(conv.weight)
-    conv.weight.copy_(torch.cat([w, -w]))
+    w = w.reshape(pairs, c, kh, kw).to(conv.weight)
+    conv.weight[:2 * pairs] = torch.cat([w, -w])
     return conv
 
 

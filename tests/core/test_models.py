@@ -89,7 +89,11 @@ def test_whitening_init_keeps_the_largest_variance_directions_first():
     assert raw_var == sorted(raw_var, reverse=True)  # principal directions, largest first
 
 
-@pytest.mark.parametrize("out", [7, 56])
-def test_whitening_init_refuses_filters_it_cannot_pair_with_patch_directions(out):
-    with pytest.raises(ValueError, match="even number of filters, at most 2 x 27"):
-        M.whitening_init_(nn.Conv2d(3, out, 3), smooth_images(4))
+@pytest.mark.parametrize("out, pairs", [(7, 3), (56, 27), (96, 27)])
+def test_whitening_init_pairs_what_the_patch_allows_and_leaves_the_other_filters_as_they_were(out, pairs):
+    conv = nn.Conv2d(3, out, 3)  # a 3x3x3 patch has 27 directions
+    before = conv.weight.detach().clone()
+    w = M.whitening_init_(conv, smooth_images(4)).weight.detach()
+    assert torch.equal(w[pairs:2 * pairs], -w[:pairs])
+    assert torch.equal(w[2 * pairs:], before[2 * pairs:])  # a wide stem's extra filters keep their init
+    assert not torch.equal(w[:2 * pairs], before[:2 * pairs])
