@@ -23,7 +23,7 @@ help:
 	@echo "make browser-deps   install Debian's chromium for the browser test, if missing (needs root)"
 	@echo "make data     prepare data/cifar10.npz (offline copy in $(SHARED) if present, else download)"
 	@echo "make nightly PROFILE=quick   run every notebook headless and write a report"
-	@echo "make bench    loader vs compute throughput, and seconds to 70%/80% test accuracy, today's recipe vs the fast one (about 9 min on 2 CPU cores)"
+	@echo "make bench    loader vs compute throughput, and seconds to 70%/80% test accuracy, the course's baseline recipe vs the one it replaced (about 10 min on 2 CPU cores)"
 	@echo "make site REPORT=reports/nightly-...   the course website from a nightly report (default: the newest)"
 
 # Exact versions come from constraints.txt; pyproject.toml keeps wide ranges.
