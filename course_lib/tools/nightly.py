@@ -48,6 +48,23 @@ TEMPLATE_DIR = Path(__file__).parent / "templates"
 FAST_MALLOC = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184"
 
 
+# Seconds one cell / one notebook may run before the run is called hung, per profile: twice
+# what the profile is sized for on 2 CPU cores (this machine's speed drifts up to 2x between
+# hours); standard's whole training often sits in one cell. full is sized for a GPU, unmeasured.
+TIME_LIMITS = {"smoke": (900, 1800), "quick": (900, 1800), "standard": (3600, 5400), "full": (3600, 5400)}
+
+
+def limits_help(which: int) -> str:
+    """``TIME_LIMITS`` for one column, as the help text shows it."""
+    return " ".join(f"{name} {limits[which]}" for name, limits in TIME_LIMITS.items())
+
+
+def time_limits(profile: str, cell_timeout: int | None, notebook_timeout: int | None) -> tuple[int, int]:
+    """The (cell, notebook) limits in seconds: those given, else the profile's."""
+    cell, notebook = TIME_LIMITS[profile]
+    return cell_timeout or cell, notebook_timeout or notebook
+
+
 def find_notebooks(nb_dir: Path, pattern: str = "[0-9][0-9]_*.ipynb") -> list[Path]:
     """The course notebooks, in order."""
     return sorted(Path(nb_dir).glob(pattern))
@@ -459,8 +476,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="report folder; {profile} and {time} are filled in")
     p.add_argument("--baselines", type=Path, default=ROOT / "baselines", help="folder of <profile>.json baselines")
     p.add_argument("--update-baselines", action="store_true", help="accept this run's values as the new baseline")
-    p.add_argument("--cell-timeout", type=int, default=900, help="seconds one cell may run")
-    p.add_argument("--notebook-timeout", type=int, default=1800, help="seconds one notebook may run")
+    p.add_argument("--cell-timeout", type=positive_int, default=argparse.SUPPRESS,
+                   help="seconds one cell may run; default: the profile's, " + limits_help(0))
+    p.add_argument("--notebook-timeout", type=positive_int, default=argparse.SUPPRESS,
+                   help="seconds one notebook may run; default: the profile's, " + limits_help(1))
     p.add_argument("--jobs", type=positive_int, default=1,
                    help="notebooks at a time, one GPU each (capped at the number of GPUs; 1 without a GPU)")
     p.add_argument("--kernel", default="python3", help="Jupyter kernel the notebooks run in")
@@ -523,6 +542,8 @@ def main(argv=None) -> int:
     if not notebooks:
         print(f"no notebooks found in {a.notebooks}", file=sys.stderr)
         return 2
+    a.cell_timeout, a.notebook_timeout = time_limits(a.profile, getattr(a, "cell_timeout", None),
+                                                     getattr(a, "notebook_timeout", None))
     seeds = a.seeds or [a.seed]
     if a.seeds and not a.scheduler:
         p.error("--seeds runs notebooks x seeds as Dask tasks: add --scheduler local (or a scheduler's address)")

@@ -253,13 +253,23 @@ def test_only_that_matches_nothing_says_so_and_lists_the_notebooks(tmp_path, cap
     assert nightly.select_notebooks(sorted(tmp_path.glob("*.ipynb")), ["01"])[0][0].stem == "01_b"
 
 
+def test_time_limits_follow_the_profile_unless_given():
+    """standard's 20-30 minute notebooks train in one cell: quick's 15-minute cell limit killed
+    04's standard run mid-training, so the limits come from the profile unless the user sets them."""
+    assert nightly.time_limits("quick", None, None) == (900, 1800)
+    cell, notebook = nightly.time_limits("standard", None, None)
+    assert cell >= 2 * 30 * 60 and notebook >= cell
+    assert nightly.time_limits("standard", 60, None) == (60, notebook)
+    assert nightly.time_limits("smoke", None, 99) == (900, 99)
+
+
 def test_help_names_the_program_and_shows_defaults(capsys):
     with pytest.raises(SystemExit) as info:
         nightly.main(["--help"])
     assert info.value.code == 0
     text = capsys.readouterr().out
     assert text.startswith("usage: python -m course_lib.tools.nightly")
-    assert "(default: quick)" in text and "(default: 900)" in text and "(default: 1)" in text
+    assert "(default: quick)" in text and "standard 3600" in text and "(default: 1)" in text
     with pytest.raises(SystemExit):
         nightly.main(["--jobs", "0"])
     assert "must be at least 1" in capsys.readouterr().err
