@@ -4,6 +4,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
+from course_lib.core import recipes
 from course_lib.core.data import make_generator
 from course_lib.core.models import small_cnn
 from course_lib.core.train import NonFiniteLossError
@@ -112,6 +113,31 @@ def test_fit_multiscale_trains_every_mode_and_records_sizes(tiny, mode):
         assert set(h["step"]["size"]) <= {16, 20, 24, 28, 32} and len(set(h["step"]["size"])) > 1
     else:
         assert set(h["step"]["size"]) == {24}
+
+
+@pytest.mark.parametrize("mode", MS.MODES)
+def test_standard_arms_train_the_baseline_net_in_every_mode_on_non_square_images(tiny, mode):
+    """standard trains the course's baseline net (whitened stem, the recipe's label smoothing,
+    bf16 where fast) through the same multi-scale loop: every mode, 24x32 images, tested at 8 px."""
+    torch.manual_seed(0)
+    net = MS.make_net(tiny, baseline=True)
+    kw = MS.net_fit_kw(torch.device("cpu"), baseline=True)
+    assert kw == {"label_smoothing": recipes.BASELINE["fit"]["label_smoothing"],
+                  "amp": recipes.bf16_is_fast(torch.device("cpu"))}
+    h = MS.train_and_test(net, tiny, mode, [8, 16, 24], [12], epochs=2, batch_size=16, size=24,
+                          scale_range=(16, 32), start_size=12, progress=False, seed=0, **kw)
+    assert set(h["test_res"]) == {8, 16, 24} and set(h["test_restored"]) == {12}
+    assert all(0 <= a <= 1 for a in h["test_res"].values()) and h["test_at_train_size"] == h["test_res"][24]
+    assert torch.isfinite(torch.tensor(h["step"]["loss"])).all() and len(h["step"]["size"]) == 2 * (90 // 16)
+
+
+def test_make_net_is_seeded_and_small_cnn_unless_baseline(tiny):
+    def weights(baseline):
+        torch.manual_seed(3)
+        return torch.cat([p.detach().flatten() for p in MS.make_net(tiny, baseline).parameters()])
+    assert torch.equal(weights(True), weights(True)) and torch.equal(weights(False), weights(False))
+    assert weights(True).numel() != weights(False).numel()  # baseline_net(16) is not small_cnn
+    assert MS.net_fit_kw(torch.device("cpu")) == {}
 
 
 def test_fit_multiscale_same_seed_same_history(tiny):
