@@ -54,6 +54,13 @@ def bf16_is_fast(device: torch.device) -> bool:
     return device.type == "cpu" and any(f is not None and f() for f in check)
 
 
+def amp_for(recipe: dict, device: torch.device) -> bool | None:
+    """The ``amp`` that ``fit`` gets for ``recipe`` on ``device``: "auto" means bf16 where it is
+    fast (:func:`bf16_is_fast`); any other value is passed as it is."""
+    amp = recipe.get("amp", None)
+    return bf16_is_fast(device) if amp == "auto" else amp
+
+
 def resize_schedule(epochs: int, resize) -> list[float]:
     """The image scale of each of ``epochs`` epochs: ``resize`` is ``((scale, share), ...)`` in
     order; each scale gets ``share`` of the epochs (rounded), the last one at least one epoch and
@@ -110,8 +117,7 @@ def train(data: dict, recipe: dict = BASELINE, width: int | None = None, seed: i
     """
     kw = {**recipe["fit"], **fit_kw}
     device = data["train_x"].device
-    amp = recipe.get("amp", None)
-    kw.setdefault("amp", bf16_is_fast(device) if amp == "auto" else amp)
+    kw.setdefault("amp", amp_for(recipe, device))
     scales = resize_schedule(kw["epochs"], recipe.get("resize", ((1.0, 1.0),)))
     if any(s != 1.0 for s in scales):
         kw.setdefault("batch_transform", progressive_resizing(scales))

@@ -151,8 +151,8 @@ def make_net(data: dict, baseline: bool = False) -> nn.Module:
     ``small_cnn`` by default; with ``baseline=True`` the course's baseline net
     (``recipes.BASELINE``: ``baseline_net(16)``, its stem whitened from the training images),
     which passes 75% on all of CIFAR-10 in 3 epochs at 32 px on 2 CPU cores (79.0% over 4 seeds,
-    2026-12-04), so the ``standard`` profile tests the claims on a trained network. Both pool globally, so both take any height
-    from 8 px up (three halvings).
+    2026-12-04), so the ``standard`` profile tests the claims on a trained network. Both pool
+    globally, so both take any height from 8 px up (three halvings).
     """
     if baseline:
         return recipes.recipe_model(data, recipes.BASELINE)
@@ -165,7 +165,7 @@ def net_fit_kw(device: torch.device, baseline: bool = False) -> dict:
     if not baseline:
         return {}
     return {"label_smoothing": recipes.BASELINE["fit"]["label_smoothing"],
-            "amp": recipes.bf16_is_fast(device)}
+            "amp": recipes.amp_for(recipes.BASELINE, device)}
 
 
 def fit_multiscale(model: nn.Module, data: dict, mode: str = "fixed", epochs: int = 4,
