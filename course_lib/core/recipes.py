@@ -108,19 +108,28 @@ def recipe_model(data: dict, recipe: dict, width: int | None = None) -> torch.nn
     return model
 
 
-def train(data: dict, recipe: dict = BASELINE, width: int | None = None, seed: int = 0, **fit_kw):
-    """Build ``recipe``'s net and train it on ``data``; returns ``(model, history)``.
-
-    ``width`` and any of ``fit``'s keyword arguments (``epochs``, ``batch_size``, ``lr``,
-    ``callbacks``, ``should_stop``, ...) override the recipe's; the resizing schedule follows the
-    number of epochs. The stem's whitening is part of the recipe's cost: it runs in this call.
-    """
-    kw = {**recipe["fit"], **fit_kw}
-    device = data["train_x"].device
+def fit_kw(recipe: dict, device: torch.device, **overrides) -> dict:
+    """``fit``'s keyword arguments for ``recipe`` on ``device``: its ``fit`` dict, its amp
+    (:func:`amp_for`) and, where it resizes, the progressive-resizing ``batch_transform`` for the
+    number of epochs. ``overrides`` (``epochs``, ``lr``, ``callbacks``, ...) replace the recipe's;
+    the resizing follows the epochs they give, and an explicit ``batch_transform`` (None included)
+    replaces it."""
+    kw = {**recipe["fit"], **overrides}
     kw.setdefault("amp", amp_for(recipe, device))
     scales = resize_schedule(kw["epochs"], recipe.get("resize", ((1.0, 1.0),)))
     if any(s != 1.0 for s in scales):
         kw.setdefault("batch_transform", progressive_resizing(scales))
+    return kw
+
+
+def train(data: dict, recipe: dict = BASELINE, width: int | None = None, seed: int = 0, **overrides):
+    """Build ``recipe``'s net and train it on ``data``; returns ``(model, history)``.
+
+    ``width`` and any of ``fit``'s keyword arguments (``epochs``, ``batch_size``, ``lr``,
+    ``callbacks``, ``should_stop``, ...) override the recipe's (:func:`fit_kw`). The stem's
+    whitening is part of the recipe's cost: it runs in this call.
+    """
+    kw = fit_kw(recipe, data["train_x"].device, **overrides)
     torch.manual_seed(seed)  # the stem's random init (and the whitening's images) depend on nothing else
     model = recipe_model(data, recipe, width)
     return model, fit(model, data, seed=seed, **kw)

@@ -28,6 +28,8 @@ import time
 import numpy as np
 import torch
 
+from ..core import recipes
+from ..core.models import baseline_net, small_cnn
 from ..core.train import predict_logits
 from ..core.validation import accuracy, check_probs
 from ..ui.plots import render_png
@@ -241,6 +243,46 @@ def summary_png(result: dict, title: str = "") -> bytes:
         draw_reliability(ax, r["reliability"],
                          title=f"ECE best member {r['ece_best_member']:.3f}, averaged {r['ece_average']:.3f}")
     return render_png([draw_members, reliability], result, title, ncols=2, size=(10, 3.8))
+
+
+def member_nets(data: dict, width: int = 16, baseline: bool = False) -> dict:
+    """Zero-argument factories of the notebook's member nets, on the data's device, by name: the
+    first is the main net (the seed members', the snapshot run's and the folds'), the other three
+    are the other architectures EN-2 draws diversity from.
+
+    By default small CNNs (widths w-2w-4w, half and one and a half times that) and
+    ``baseline_net(w // 2)``. With ``baseline=True`` (the ``standard`` profile) the course's
+    baseline net (``recipes.BASELINE``: its stem whitened from the first training images) at
+    widths w, w / 2 and 3w / 2, with ``small_cnn`` at w as a second family, so the members are
+    networks trained to the level the claims are about. Every net pools globally, so any height
+    from 8 px up works (the recipe's progressive resizing). The whitening reads ``data``'s
+    training images when a factory is called; cross-validation folds share it (unlabelled patch
+    statistics only).
+    """
+    device = data["train_x"].device
+
+    def cnn(w):
+        return lambda: small_cnn(widths=(w, 2 * w, 4 * w), hidden=64).to(device)
+
+    def base(w):
+        if baseline:
+            return lambda: recipes.recipe_model(data, recipes.BASELINE, w)
+        return lambda: baseline_net(w).to(device)
+
+    half, wide = width // 2, 3 * width // 2
+    if baseline:
+        return {f"baseline_net({width})": base(width), f"baseline_net({half})": base(half),
+                f"baseline_net({wide})": base(wide), f"cnn {width}-{4 * width}": cnn(width)}
+    return {f"cnn {width}-{4 * width}": cnn(width), f"cnn {half}-{2 * width}": cnn(half),
+            f"cnn {wide}-{6 * width}": cnn(wide), f"baseline_net({half})": base(half)}
+
+
+def member_fit_kw(device: torch.device, baseline: bool = False, **fit_kw) -> dict:
+    """``fit``'s keyword arguments for :func:`member_nets`' nets: ``fit_kw`` as given for the
+    small CNNs; with ``baseline=True`` the baseline recipe's too (``recipes.fit_kw``: its label
+    smoothing, bf16 autocast where it is fast, progressive resizing over ``epochs``), with
+    ``fit_kw`` winning."""
+    return recipes.fit_kw(recipes.BASELINE, device, **fit_kw) if baseline else dict(fit_kw)
 
 
 def snapshot_members(make_model, snapshots, x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> tuple:

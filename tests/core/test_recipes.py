@@ -76,3 +76,16 @@ def test_the_baseline_trains_on_non_square_images_and_the_same_seed_gives_the_sa
     _, c = recipes.train(tiny, recipes.BASELINE, seed=2, **kw)
     assert len(a["epoch"]["val_acc"]) == 3 and all(0.0 <= v <= 1.0 for v in a["epoch"]["val_acc"])
     assert a["step"]["loss"] == b["step"]["loss"] and a["step"]["loss"] != c["step"]["loss"]
+
+
+def test_fit_kw_gives_a_recipe_to_any_fit_call_and_its_resizing_follows_the_epochs(monkeypatch):
+    monkeypatch.setattr(recipes, "bf16_is_fast", lambda device: True)
+    kw = recipes.fit_kw(recipes.BASELINE, torch.device("cpu"), epochs=4, lr=0.05)
+    assert kw["amp"] is True and kw["lr"] == 0.05 and kw["epochs"] == 4
+    assert kw["label_smoothing"] == recipes.BASELINE["fit"]["label_smoothing"]
+    x = torch.rand(2, 3, 32, 24)  # non-square: the width follows the height
+    assert [tuple(kw["batch_transform"](x, e, None).shape[-2:]) for e in (1, 2, 3, 4)] == \
+        [(16, 12), (16, 12), (32, 24), (32, 24)]
+    # a run whose length the recipe's resizing does not fit (a snapshot run) can switch it off
+    assert recipes.fit_kw(recipes.BASELINE, torch.device("cpu"), batch_transform=None)["batch_transform"] is None
+    assert "batch_transform" not in recipes.fit_kw(recipes.PLAIN, torch.device("cpu"))

@@ -155,3 +155,41 @@ def test_disjoint_pairs_and_pair_results_against_the_better_member():
     assert r["shared"] == [0.0]  # they never err on the same image
     same = E.pair_results(torch.stack([probs[0], probs[0]]), y, [(0, 1)])
     assert same["shared"] == [1.0] and same["ensemble"] == same["better"]
+
+
+@pytest.mark.parametrize("baseline", [False, True])
+def test_member_nets_build_four_distinct_nets_that_take_small_non_square_images(tiny, baseline):
+    nets = E.member_nets(tiny, width=8, baseline=baseline)
+    assert len(nets) == 4
+    x = torch.rand(3, 3, 16, 12)  # a progressively resized batch: half of 32 x 24
+    sizes = set()
+    for make in nets.values():
+        torch.manual_seed(0)
+        net = make().eval()
+        assert net(x).shape == (3, 10)
+        sizes.add(sum(p.numel() for p in net.parameters()))
+    assert len(sizes) == 4  # four architectures, not one net four times
+    first = next(iter(nets))
+    assert first.startswith("baseline_net(8)" if baseline else "cnn 8-32")
+
+
+def test_baseline_members_start_from_a_whitened_stem_and_the_same_seed_gives_the_same_net(tiny):
+    make = next(iter(E.member_nets(tiny, width=8, baseline=True).values()))
+    torch.manual_seed(3)
+    a = make()
+    torch.manual_seed(3)
+    b = make()
+    plain = next(iter(E.member_nets(tiny, width=8, baseline=False).values()))
+    assert torch.equal(a.stem.conv.weight, b.stem.conv.weight)
+    # whitened filters come in +/- halves (models.whitening_init_); a random init does not
+    w = a.stem.conv.weight
+    assert w.shape[0] == 8 and torch.equal(w[4:], -w[:4])
+    assert not hasattr(plain(), "stem")
+
+
+def test_member_fit_kw_adds_the_baseline_recipe_only_for_baseline_members():
+    cpu = torch.device("cpu")
+    assert E.member_fit_kw(cpu, False, epochs=3, lr=0.1) == {"epochs": 3, "lr": 0.1}
+    kw = E.member_fit_kw(cpu, True, epochs=3, lr=0.1)
+    assert kw["lr"] == 0.1 and kw["label_smoothing"] > 0 and callable(kw["batch_transform"])
+    assert kw["batch_transform"](torch.rand(1, 3, 32, 24), 1, None).shape[-2] < 32  # starts small
