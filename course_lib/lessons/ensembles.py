@@ -251,7 +251,7 @@ def member_nets(data: dict, width: int = 16, baseline: bool = False) -> dict:
     are the other architectures EN-2 draws diversity from.
 
     By default small CNNs (widths w-2w-4w, half and one and a half times that) and
-    ``baseline_net(w // 2)``. With ``baseline=True`` (the ``standard`` profile) the course's
+    ``baseline_net(w // 2)``. With ``baseline=True`` (``standard`` and ``full``) the course's
     baseline net (``recipes.BASELINE``: its stem whitened from the first training images) at
     widths w, w / 2 and 3w / 2, with ``small_cnn`` at w as a second family, so the members are
     networks trained to the level the claims are about. Every net pools globally, so any height
