@@ -142,12 +142,16 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
-def git_commit() -> str | None:
-    """The project's git commit, if it is a checkout."""
+def git_commit(where: str | Path | None = None) -> str | None:
+    """The git commit of the checkout at ``where`` (default: this package's), with ``-dirty``
+    appended when tracked files differ from it, so a result run from uncommitted code says so.
+    None outside a checkout or without git."""
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, timeout=5).stdout.strip() or None
-    except Exception:
+        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7", "--exclude=*"],
+                             capture_output=True, text=True, timeout=5,
+                             cwd=Path(where) if where else Path(__file__).parent)
+        return (out.stdout.strip() or None) if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
         return None
 
 

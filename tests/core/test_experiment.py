@@ -1,5 +1,7 @@
 """Profiles, setup and the results JSON."""
 import json
+import shutil
+import subprocess
 
 import pytest
 import torch
@@ -74,6 +76,28 @@ def test_record_writes_json_with_verdicts_metrics_and_environment(tmp_path):
     assert got["metrics"]["nan"] == "nan" and got["metrics"]["t"] == 2.0
     assert got["params"] == {"lr": 0.1} and got["profile"] == "smoke"
     assert {"torch", "torchvision", "device", "git_commit"} <= set(got["environment"])
+
+
+def test_git_commit_marks_uncommitted_changes(tmp_path):
+    """A result run from edited code must not pass for the commit it started from."""
+    git = shutil.which("git")
+    if git is None:
+        pytest.skip("git is not installed")
+    def run(*args):
+        subprocess.run([git, "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
+                       check=True, capture_output=True)
+    assert E.git_commit(tmp_path) is None  # not a checkout yet
+    run("init", "-q")
+    (tmp_path / "f.py").write_text("x = 1\n")
+    run("add", "f.py")
+    run("commit", "-qm", "first")
+    clean = E.git_commit(tmp_path)
+    assert clean and len(clean) >= 7 and not clean.endswith("-dirty")
+    (tmp_path / "f.py").write_text("x = 2\n")
+    assert E.git_commit(tmp_path) == clean + "-dirty"
+    (tmp_path / "untracked.txt").write_text("results\n")  # untracked files alone are not edits
+    run("checkout", "-q", "f.py")
+    assert E.git_commit(tmp_path) == clean
 
 
 def test_record_refuses_unknown_claims(tmp_path):
