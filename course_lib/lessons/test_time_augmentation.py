@@ -35,8 +35,10 @@ import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from ..core import claims
-from ..core.train import predict_logits
+from ..core import claims, recipes
+from ..core.experiment import seed_everything
+from ..core.models import small_cnn
+from ..core.train import fit, predict_logits
 from ..ui.plots import render_png
 
 MERGES = ("mean_probs", "mean_logits")
@@ -143,6 +145,29 @@ POLICIES = {
     "scales": [identity, scale(0.875), scale(1.125)],
     "rotate": [identity, rotate(15), rotate(-15)],
 }
+
+
+def train_model(data: dict, seed: int, flip: bool, epochs: int, baseline: bool = False,
+                batch_size: int = 256, lr: float = 0.2, **fit_kw):
+    """Train one model whose predictions TTA will average; returns ``(model, history)``.
+
+    Every model sees random translations; ``flip`` adds random left-right flips (the two groups
+    of the notebook). The same ``seed`` gives the same initial weights in both groups, so models
+    pair by seed. ``baseline=False``: a ``small_cnn`` trained by ``fit`` with one-cycle SGD at
+    ``batch_size`` and ``lr``. ``baseline=True``: the course baseline recipe
+    (``recipes.BASELINE``: whitened stem, progressive resizing, its own batch size, LR and label
+    smoothing; ``batch_size`` and ``lr`` are not used), so TTA is judged on networks trained to
+    the level the claims are about. ``fit_kw`` goes to ``fit`` (``progress``, ``should_stop``...).
+    """
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {epochs}")
+    if baseline:
+        return recipes.train(data, recipes.BASELINE, seed=seed, epochs=epochs, flip=flip,
+                             evaluate_val=False, **fit_kw)
+    seed_everything(seed)
+    model = small_cnn().to(data["train_x"].device)
+    return model, fit(model, data, epochs=epochs, batch_size=batch_size, lr=lr, flip=flip,
+                      seed=seed, evaluate_val=False, **fit_kw)
 
 
 def policy_names(policies: dict) -> dict:

@@ -183,3 +183,25 @@ def test_policy_verdict_pairs_accuracies_by_model():
     v = tta.policy_verdict("TTA-1", s, "flip", "higher", margin=0.003)
     assert v["verdict"] == "supported" and v["evidence"]["test"] == "paired t"
     assert v["evidence"]["effect"] == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("baseline", [False, True])
+def test_train_model_is_reproducible_by_seed_on_non_square_images(tiny, baseline):
+    """Models pair by seed across the two groups, so one seed must give one model; the baseline
+    recipe builds the course's net (whitened stem), the default a small_cnn."""
+    kw = dict(epochs=1, baseline=baseline, batch_size=32, progress=False)
+    a, hist = tta.train_model(tiny, 0, flip=True, **kw)
+    b, _ = tta.train_model(tiny, 0, flip=True, **kw)
+    c, _ = tta.train_model(tiny, 1, flip=True, **kw)
+    def weights(m):
+        return list(m.state_dict().values())
+    assert all(torch.equal(p, q) for p, q in zip(weights(a), weights(b)))
+    assert not all(torch.equal(p, q) for p, q in zip(weights(a), weights(c)))
+    assert hasattr(a, "stem") == baseline and len(hist["epoch"]["epoch"]) == 1
+    logits = tta.view_logits(a, tiny["val_x"], tiny["mean"], tiny["std"], [tta.identity])[0]
+    assert logits[tta.identity].shape == (len(tiny["val_y"]), 10)
+
+
+def test_train_model_refuses_zero_epochs(tiny):
+    with pytest.raises(ValueError, match="epochs must be at least 1"):
+        tta.train_model(tiny, 0, flip=False, epochs=0)
