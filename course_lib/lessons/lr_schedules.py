@@ -4,7 +4,8 @@ A *recipe* is the set of ``fit`` keywords that names a schedule (``schedule``, `
 ``warmup_epochs``, ``schedule_kw``); ``recipes`` builds the course's set, ``recipe_curve`` reads
 the LR a recipe gives at every step from the scheduler itself, and ``run_recipe`` trains once
 while keeping the best epoch's weights (early stopping, REG-2) and a snapshot at the end of every
-warm-restart cycle (SGDR snapshot ensembles, SC-1). :func:`draw_lr_curves` and
+warm-restart cycle (SGDR snapshot ensembles, SC-1); ``shared_fit_kw`` adds what every arm shares
+when ``standard`` trains them with the course's baseline recipe. :func:`draw_lr_curves` and
 :func:`draw_val_curves` draw on a given axes; :func:`render_result` and :func:`preview_png` render
 them for the widget panel.
 """
@@ -16,6 +17,7 @@ import statistics
 import numpy as np
 import torch
 
+from ..core import recipes as course_recipes
 from ..core import validation
 from ..core.claims import spread
 from ..core.schedules import lr_curve, restart_ends, snapshot_callback
@@ -94,12 +96,24 @@ def best_epoch_callback(key: str = "val_acc"):
     return callback, best
 
 
+def shared_fit_kw(device: torch.device, epochs: int, baseline: bool = False) -> dict:
+    """``fit`` keywords every schedule shares besides its own: none for the small CNN; with
+    ``baseline=True`` the course's baseline recipe's (``recipes.BASELINE``: label smoothing, bf16
+    where it is fast, progressive resizing over ``epochs``) without its one-cycle schedule, peak LR
+    and batch size, which the comparison sets itself. Every arm gets the same, so they stay paired."""
+    if not baseline:
+        return {}
+    kw = course_recipes.fit_kw(course_recipes.BASELINE, device, epochs=epochs)
+    return {k: v for k, v in kw.items() if k not in ("epochs", "batch_size", "lr", "schedule")}
+
+
 def run_recipe(model: torch.nn.Module, data: dict, recipe: dict, epochs: int, batch_size: int,
-               seed: int = 0, callbacks=(), should_stop=None, progress: bool = False) -> dict:
+               seed: int = 0, callbacks=(), should_stop=None, progress: bool = False, **fit_kw) -> dict:
     """Train ``model`` once with ``recipe``; returns ``{"history", "model", "best", "snapshots"}``.
 
     ``best`` is from ``best_epoch_callback``; ``snapshots`` (restart schedules only) holds the
-    weights at the end of every complete warm-restart cycle (``restart_ends``).
+    weights at the end of every complete warm-restart cycle (``restart_ends``). ``fit_kw``
+    (e.g. :func:`shared_fit_kw`'s) go to ``fit`` as they are.
     """
     spe = steps_per_epoch(len(data["train_y"]), batch_size)
     at = []
@@ -110,7 +124,7 @@ def run_recipe(model: torch.nn.Module, data: dict, recipe: dict, epochs: int, ba
     snap_cb, snaps = snapshot_callback(at)
     best_cb, best = best_epoch_callback()
     history = fit(model, data, epochs=epochs, batch_size=batch_size, seed=seed, progress=progress,
-                  callbacks=[snap_cb, best_cb, *callbacks], should_stop=should_stop, **recipe)
+                  callbacks=[snap_cb, best_cb, *callbacks], should_stop=should_stop, **recipe, **fit_kw)
     raise_if_interrupted(history, "a schedule run")
     return {"history": history, "model": model, "best": best, "snapshots": snaps}
 
@@ -214,9 +228,12 @@ def preview_png(params: dict, spe: int) -> bytes:
     return render_png(draw_lr_curves, curves, size=(11, 3.6))
 
 
-def run_selected(params: dict, data: dict, make_model, batch_size: int, seed: int, report, should_stop) -> dict:
+def run_selected(params: dict, data: dict, make_model, batch_size: int, seed: int, report, should_stop,
+                 baseline: bool = False) -> dict:
     """Train the ticked arms one after the other (one seed) for the widget panel; calls
-    ``report(result)`` after every epoch. ``result`` is ``{"curves", "histories", "stopped"}``."""
+    ``report(result)`` after every epoch. ``result`` is ``{"curves", "histories", "stopped"}``.
+    ``baseline``: train as the notebook's experiment does with the baseline recipe
+    (:func:`shared_fit_kw` for the panel's epochs)."""
     spe = steps_per_epoch(len(data["train_y"]), batch_size)
     chosen = selected_recipes(params, spe)
     result = {"curves": {a: recipe_curve(r, params["epochs"], spe) for a, r in chosen.items()},
@@ -227,7 +244,8 @@ def run_selected(params: dict, data: dict, make_model, batch_size: int, seed: in
                 result["histories"][arm] = [history]
                 report(result)
         run = run_recipe(make_model(), data, recipe, params["epochs"], batch_size, seed,
-                         callbacks=[on_epoch], should_stop=should_stop)
+                         callbacks=[on_epoch], should_stop=should_stop,
+                         **shared_fit_kw(data["train_x"].device, params["epochs"], baseline))
         result["histories"][arm] = [run["history"]]
         if run["history"]["stopped"]:
             result["stopped"] = run["history"]["stopped"]

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from course_lib.core import recipes
 from course_lib.core.models import small_cnn
 from course_lib.core.train import fit, predict_logits
 from course_lib.lessons import lr_schedules as lr_study
@@ -162,3 +163,35 @@ def test_meanings_cover_every_outcome_of_their_notebook_claims(module):
     for claim, m in meanings.items():
         assert set(m) == set(takeaways.OUTCOMES), claim
     takeaways.takeaways([], meanings)  # accepted by the takeaways helper
+
+
+def test_shared_fit_kw_gives_every_arm_the_baseline_recipe_but_not_its_schedule():
+    """standard trains the schedules with the course's recipe: its label smoothing, bf16 choice
+    and progressive resizing over the run's epochs, while each arm keeps its own schedule, peak LR
+    and batch size; the small CNN gets nothing extra."""
+    assert lr_study.shared_fit_kw(torch.device("cpu"), 4) == {}
+    kw = lr_study.shared_fit_kw(torch.device("cpu"), 5, baseline=True)
+    assert kw["label_smoothing"] == recipes.BASELINE["fit"]["label_smoothing"]
+    assert not {"epochs", "batch_size", "lr", "schedule"} & set(kw)
+    x = torch.zeros(2, 3, 32, 24)                                          # non-square: the width follows
+    assert kw["batch_transform"](x, 1, None).shape[-2:] == (16, 12)         # 16-16-24-32-32 px
+    assert kw["batch_transform"](x, 3, None).shape[-2:] == (24, 18)
+    assert kw["batch_transform"](x, 5, None).shape[-2:] == (32, 24)
+
+
+def test_run_recipe_on_the_baseline_recipe_pairs_arms_by_seed(tiny):
+    """Within a seed every schedule must start from the same weights and see the same batches;
+    with the recipe's resizing and whitened stem one seed must still give one run."""
+    spe = lr_study.steps_per_epoch(90, 30)
+    every = lr_study.recipes(0.05, 2, spe, T_0_epochs=1)
+    kw = lr_study.shared_fit_kw(torch.device("cpu"), 2, baseline=True)
+
+    def run(arm, seed):
+        torch.manual_seed(seed)
+        model = recipes.recipe_model(tiny, recipes.BASELINE)
+        return lr_study.run_recipe(model, tiny, every[arm], 2, 30, seed=seed, **kw)
+    a, b, c = run("cosine", 0), run("cosine", 0), run("constant", 0)
+    assert a["history"]["step"]["loss"] == b["history"]["step"]["loss"]
+    assert a["history"]["step"]["loss"][0] == c["history"]["step"]["loss"][0]   # same start, same batch
+    assert a["history"]["step"]["loss"][-1] != c["history"]["step"]["loss"][-1]
+    assert len(a["history"]["epoch"]["val_acc"]) == 2
