@@ -17,8 +17,7 @@ import statistics
 import numpy as np
 import torch
 
-from ..core import recipes as course_recipes
-from ..core import validation
+from ..core import recipes as course_recipes, validation
 from ..core.claims import spread
 from ..core.schedules import lr_curve, restart_ends, snapshot_callback
 from ..core.train import fit, predict_logits, raise_if_interrupted

@@ -133,6 +133,23 @@ def test_run_selected_trains_the_ticked_arms_and_stops_on_request(tiny):
     assert stopped["stopped"] == "requested" and list(stopped["histories"]) == ["constant"]
 
 
+def test_run_selected_with_the_baseline_recipe_trains_as_standard_does(tiny):
+    """In standard the panel trains like the experiment: the recipe's resizing (half height in
+    the first of 2 epochs) reaches the net; without ``baseline`` it sees full-size images."""
+    params = {a: a == "cosine" for a in lr_study.ARMS}
+    params.update(lr=0.05, epochs=2, T_0_epochs=1, T_mult=1, warmup_epochs=0.0, plateau_patience=1)
+
+    def heights_seen(baseline):
+        seen = set()
+        def make_model():
+            model = tiny_model()
+            model.register_forward_pre_hook(lambda m, args: seen.add(args[0].shape[-2]) if m.training else None)
+            return model
+        lr_study.run_selected(params, tiny, make_model, 30, 0, lambda r: None, lambda: False, baseline=baseline)
+        return seen
+    assert heights_seen(True) == {12, 24} and heights_seen(False) == {24}   # tiny images are 24 high
+
+
 def test_accuracy_table_gives_mean_and_seed_spread():
     rows = lr_study.accuracy_table({"cosine": {"final": [0.5, 0.6], "best": [0.6, 0.6], "best_epoch": [3, 4]}})
     assert rows[1].split() == ["cosine", "55.00", "±", "7.07", "%", "60.00", "±", "0.00", "%", "[3,", "4]"]
