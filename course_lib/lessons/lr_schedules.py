@@ -101,9 +101,9 @@ def shared_fit_kw(device: torch.device, epochs: int, baseline: bool = False) -> 
     where it is fast) without its one-cycle schedule, peak LR and batch size, which the comparison
     sets itself, and without its progressive resizing, which confounds a schedule comparison: a
     warm restart that lands where the images grow to full size anneals a whole cycle at full size
-    (a 4-epoch run on 2026-12-04: SGDR +1.2 points over cosine with resizing, -0.3 without), and
-    growing images lower the validation loss every epoch, so reduce-on-plateau never fires. Every
-    arm gets the same keywords, so they stay paired."""
+    (a 4-epoch run on 2026-12-04: SGDR +1.2 points over cosine with resizing, -0.3 without) while
+    plain cosine reaches full size with its LR already low. Every arm gets the same keywords, so
+    they stay paired."""
     if not baseline:
         return {}
     kw = course_recipes.fit_kw(course_recipes.BASELINE, device, epochs=epochs, batch_transform=None)
