@@ -95,7 +95,7 @@ def best_epoch_callback(key: str = "val_acc"):
     return callback, best
 
 
-def shared_fit_kw(device: torch.device, epochs: int, baseline: bool = False) -> dict:
+def shared_fit_kw(device: torch.device, baseline: bool = False) -> dict:
     """``fit`` keywords every schedule shares besides its own: none for the small CNN; with
     ``baseline=True`` the course's baseline recipe's (``recipes.BASELINE``: label smoothing, bf16
     where it is fast) without its one-cycle schedule, peak LR and batch size, which the comparison
@@ -106,7 +106,7 @@ def shared_fit_kw(device: torch.device, epochs: int, baseline: bool = False) -> 
     they stay paired."""
     if not baseline:
         return {}
-    kw = course_recipes.fit_kw(course_recipes.BASELINE, device, epochs=epochs, batch_transform=None)
+    kw = course_recipes.fit_kw(course_recipes.BASELINE, device, batch_transform=None)
     return {k: v for k, v in kw.items() if k not in ("epochs", "batch_size", "lr", "schedule", "batch_transform")}
 
 
@@ -236,7 +236,7 @@ def run_selected(params: dict, data: dict, make_model, batch_size: int, seed: in
     """Train the ticked arms one after the other (one seed) for the widget panel; calls
     ``report(result)`` after every epoch. ``result`` is ``{"curves", "histories", "stopped"}``.
     ``baseline``: train as the notebook's experiment does with the baseline recipe
-    (:func:`shared_fit_kw` for the panel's epochs)."""
+    (:func:`shared_fit_kw`)."""
     spe = steps_per_epoch(len(data["train_y"]), batch_size)
     chosen = selected_recipes(params, spe)
     result = {"curves": {a: recipe_curve(r, params["epochs"], spe) for a, r in chosen.items()},
@@ -248,7 +248,7 @@ def run_selected(params: dict, data: dict, make_model, batch_size: int, seed: in
                 report(result)
         run = run_recipe(make_model(), data, recipe, params["epochs"], batch_size, seed,
                          callbacks=[on_epoch], should_stop=should_stop,
-                         **shared_fit_kw(data["train_x"].device, params["epochs"], baseline))
+                         **shared_fit_kw(data["train_x"].device, baseline))
         result["histories"][arm] = [run["history"]]
         if run["history"]["stopped"]:
             result["stopped"] = run["history"]["stopped"]

@@ -135,8 +135,8 @@ def test_run_selected_trains_the_ticked_arms_and_stops_on_request(tiny):
 
 def test_run_selected_with_the_baseline_recipe_trains_as_standard_does(tiny):
     """In standard the panel trains like the experiment, with the recipe's keywords (label
-    smoothing, bf16 where fast): from
-    the same weights and the same first batch, the first loss differs from the plain run's."""
+    smoothing, bf16 where fast): from the same weights and the same first batch, the first loss
+    differs from the plain run's."""
     params = {a: a == "cosine" for a in lr_study.ARMS}
     params.update(lr=0.05, epochs=1, T_0_epochs=1, T_mult=1, warmup_epochs=0.0, plateau_patience=1)
 
@@ -183,8 +183,8 @@ def test_shared_fit_kw_gives_every_arm_the_baseline_recipe_but_not_its_schedule(
     """standard trains the schedules with the course's recipe: its label smoothing and bf16
     choice, while each arm keeps its own schedule, peak LR and batch size, and no arm is resized
     (resizing confounds schedules); the small CNN gets nothing extra."""
-    assert lr_study.shared_fit_kw(torch.device("cpu"), 4) == {}
-    kw = lr_study.shared_fit_kw(torch.device("cpu"), 5, baseline=True)
+    assert lr_study.shared_fit_kw(torch.device("cpu")) == {}
+    kw = lr_study.shared_fit_kw(torch.device("cpu"), baseline=True)
     assert kw["label_smoothing"] == recipes.BASELINE["fit"]["label_smoothing"]
     assert kw["amp"] == recipes.amp_for(recipes.BASELINE, torch.device("cpu"))
     assert not {"epochs", "batch_size", "lr", "schedule", "batch_transform"} & set(kw)
@@ -192,10 +192,10 @@ def test_shared_fit_kw_gives_every_arm_the_baseline_recipe_but_not_its_schedule(
 
 def test_run_recipe_on_the_baseline_recipe_pairs_arms_by_seed(tiny):
     """Within a seed every schedule must start from the same weights and see the same batches;
-    with the recipe's resizing and whitened stem one seed must still give one run."""
+    with the recipe's keywords and whitened stem one seed must still give one run."""
     spe = lr_study.steps_per_epoch(90, 30)
     every = lr_study.recipes(0.05, 2, spe, T_0_epochs=1)
-    kw = lr_study.shared_fit_kw(torch.device("cpu"), 2, baseline=True)
+    kw = lr_study.shared_fit_kw(torch.device("cpu"), baseline=True)
 
     def run(arm, seed):
         torch.manual_seed(seed)
