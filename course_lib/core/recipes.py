@@ -97,15 +97,23 @@ def progressive_resizing(scales):
     return transform
 
 
-def recipe_model(data: dict, recipe: dict, width: int | None = None) -> torch.nn.Module:
+def recipe_model(data: dict, recipe: dict, width: int | None = None, **dropout) -> torch.nn.Module:
     """``baseline_net`` of the recipe's width (or ``width``) on the data's device, its stem
-    whitened from the first ``recipe["whiten_images"]`` training images when that is above 0."""
-    model = baseline_net(width or recipe["width"]).to(data["train_x"].device)
+    whitened from the first ``recipe["whiten_images"]`` training images when that is above 0.
+    ``dropout`` (``conv_dropout``, ``head_dropout``, ``dropout_kind``) goes to ``baseline_net``."""
+    model = baseline_net(width or recipe["width"], **dropout).to(data["train_x"].device)
     n = recipe.get("whiten_images", 0)
     if n:
         images = normalize(data["train_x"][:n], data["mean"], data["std"], channels_last=False)
         whitening_init_(model.stem.conv, images)
     return model
+
+
+def net_fit_kw(recipe: dict, device: torch.device) -> dict:
+    """The ``fit`` keywords that go with the recipe's net whatever a lesson compares: its label
+    smoothing and its amp on ``device`` (:func:`amp_for`). No schedule, LR, batch size or
+    resizing: a lesson that trains the recipe's net for its own comparison sets those itself."""
+    return {"label_smoothing": recipe["fit"]["label_smoothing"], "amp": amp_for(recipe, device)}
 
 
 def fit_kw(recipe: dict, device: torch.device, **overrides) -> dict:

@@ -104,10 +104,7 @@ def shared_fit_kw(device: torch.device, baseline: bool = False) -> dict:
     (a 4-epoch run on 2026-12-04: SGDR +1.2 points over cosine with resizing, -0.3 without) while
     plain cosine reaches full size with its LR already low. Every arm gets the same keywords, so
     they stay paired."""
-    if not baseline:
-        return {}
-    kw = course_recipes.fit_kw(course_recipes.BASELINE, device, batch_transform=None)
-    return {k: v for k, v in kw.items() if k not in ("epochs", "batch_size", "lr", "schedule", "batch_transform")}
+    return course_recipes.net_fit_kw(course_recipes.BASELINE, device) if baseline else {}
 
 
 def run_recipe(model: torch.nn.Module, data: dict, recipe: dict, epochs: int, batch_size: int,

@@ -162,10 +162,7 @@ def make_net(data: dict, baseline: bool = False) -> nn.Module:
 def net_fit_kw(device: torch.device, baseline: bool = False) -> dict:
     """``fit``'s keyword arguments that go with :func:`make_net`'s net: none for ``small_cnn``;
     the baseline recipe's label smoothing and bf16 autocast where it is fast, for the baseline."""
-    if not baseline:
-        return {}
-    return {"label_smoothing": recipes.BASELINE["fit"]["label_smoothing"],
-            "amp": recipes.amp_for(recipes.BASELINE, device)}
+    return recipes.net_fit_kw(recipes.BASELINE, device) if baseline else {}
 
 
 def fit_multiscale(model: nn.Module, data: dict, mode: str = "fixed", epochs: int = 4,

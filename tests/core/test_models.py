@@ -35,6 +35,35 @@ def test_dropout_is_placed_exactly_where_asked():
     assert pitfall.index("drop1") < pitfall.index("bn1")
 
 
+def test_baseline_net_takes_dropout_at_the_end_of_each_group_and_before_its_linear_layer():
+    m = M.baseline_net(8, conv_dropout=0.3, head_dropout=0.5)
+    names = {n: type(mod) for n, mod in m.named_modules()}
+    drops = [n for n, t in names.items() if t in (nn.Dropout, nn.Dropout2d)]
+    assert drops == ["block1.drop", "block2.drop", "block3.drop", "head.drop"]
+    assert [n for n, _ in m.block2.named_children()][-2:] == ["act2", "drop"]
+    assert [n for n, _ in m.head.named_children()] == ["pool", "flatten", "drop", "fc", "scale"]
+    assert m.block1.drop.p == 0.3 and m.head.drop.p == 0.5
+    assert isinstance(M.baseline_net(8, conv_dropout=0.1, dropout_kind="channel").block3.drop, nn.Dropout2d)
+    assert M.baseline_net(8, conv_dropout=0.3).eval()(torch.randn(2, 3, 32, 24)).shape == (2, 10)
+    with pytest.raises(ValueError, match=r"conv_dropout must be in \[0, 1\)"):
+        M.baseline_net(8, conv_dropout=1.0)
+    with pytest.raises(ValueError, match="dropout_kind must be one of"):
+        M.baseline_net(8, conv_dropout=0.1, dropout_kind="spatial")
+
+
+def test_baseline_net_without_dropout_is_the_same_net_with_the_same_seed():
+    torch.manual_seed(0)
+    plain = M.baseline_net(8)
+    torch.manual_seed(0)
+    zero = M.baseline_net(8, conv_dropout=0.0, head_dropout=0.0)
+    torch.manual_seed(0)
+    dropped = M.baseline_net(8, conv_dropout=0.2, head_dropout=0.5)  # dropout adds no parameters
+    assert not any(isinstance(m, (nn.Dropout, nn.Dropout2d)) for m in zero.modules())
+    for other in (zero, dropped):
+        assert list(other.state_dict()) == list(plain.state_dict())
+        assert all(torch.equal(a, b) for a, b in zip(other.state_dict().values(), plain.state_dict().values()))
+
+
 def test_dropout_is_inactive_in_eval_mode():
     m = M.small_cnn(conv_dropout=0.3, head_dropout=0.5).eval()
     x = torch.randn(4, 3, 32, 24)
