@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..core import claims
+from ..core import claims, recipes
 from ..core.data import normalize, stratified_subset
 from ..core.models import small_cnn
 from ..core.train import evaluate, fit, raise_if_interrupted
@@ -137,15 +137,40 @@ def subset(data: dict, n: int | None, seed: int = 0) -> dict:
     return {**data, "train_x": data["train_x"][keep], "train_y": data["train_y"][keep]}
 
 
+NETS = ("small_cnn", "baseline")
+
+
+def make_model(config: dict, data: dict, net: str = "small_cnn", widths=(32, 64, 128)) -> nn.Module:
+    """One configuration's fresh model on the data's device (seed first: same seed, same weights).
+
+    ``net="small_cnn"``: ``small_cnn(widths, **config)``, every configuration of
+    :func:`configurations`. ``net="baseline"``: the course's baseline net (``recipes.BASELINE``,
+    its stem whitened from the training images; ``widths`` unused) with the configuration's dropout
+    at the end of each conv group and before the linear layer, the trained network of ``standard``.
+    It has batch norm after every conv, so configurations without it, or with dropout before it,
+    are refused with a pointer to the small CNN.
+    """
+    if net not in NETS:
+        raise ValueError(f"net must be one of {NETS}, got {net!r}")
+    if net == "small_cnn":
+        return small_cnn(widths=widths, **config).to(data["train_x"].device)
+    if not config.get("batch_norm", True) or config.get("dropout_before_bn", False):
+        raise ValueError(f"the baseline net always has batch norm, with dropout after it: {config} needs "
+                         f"net='small_cnn'")
+    dropout = {k: v for k, v in config.items() if k not in ("batch_norm", "dropout_before_bn")}
+    return recipes.recipe_model(data, recipes.BASELINE, **dropout)
+
+
 def train_config(config: dict, data: dict, epochs: int, seed: int = 0, widths=(32, 64, 128),
                  lr: float = 0.05, batch_size: int = 64, aug: bool = False, n_train_eval: int = 2000,
                  curve_val_n: int | None = None, keep_model: bool = False, progress: bool = False,
-                 **fit_kw) -> dict:
-    """Train ``small_cnn(widths, **config)`` on ``data`` (SGD + one-cycle) and measure it.
+                 net: str = "small_cnn", **fit_kw) -> dict:
+    """Train :func:`make_model`'s model for ``config`` on ``data`` (SGD + one-cycle) and measure it.
 
     ``fit_kw`` go to ``train.fit`` (``weight_decay``, ``callbacks``, ``should_stop``, ...); the
     arguments listed here are the ones whose defaults differ from ``fit``'s or that this
-    function uses itself.
+    function uses itself. With ``net="baseline"`` the baseline recipe's label smoothing and bf16
+    choice come too (``recipes.net_fit_kw``); the LR, schedule and batch size stay this call's.
 
     Returns ``history`` (per-epoch val loss curves), ``train_acc`` measured in eval mode on up
     to ``n_train_eval`` training images without augmentation (the accuracy the model has on what
@@ -156,7 +181,9 @@ def train_config(config: dict, data: dict, epochs: int, seed: int = 0, widths=(3
     validation accuracy and loss always use the whole validation split.
     """
     torch.manual_seed(seed)
-    model = small_cnn(widths=widths, **config).to(data["train_x"].device)
+    model = make_model(config, data, net, widths)
+    if net == "baseline":
+        fit_kw = {**recipes.net_fit_kw(recipes.BASELINE, data["train_x"].device), **fit_kw}
     curve_data = {**data, "val_x": data["val_x"][:curve_val_n], "val_y": data["val_y"][:curve_val_n]}
     hist = fit(model, curve_data, epochs=epochs, batch_size=batch_size, lr=lr, aug=aug, seed=seed,
                progress=progress, **fit_kw)

@@ -103,6 +103,36 @@ def test_train_config_measures_train_in_eval_mode_and_the_gap(tiny):
     assert same["val_loss"] == r["val_loss"] and "model" not in same
 
 
+def test_make_model_gives_the_baseline_net_the_configurations_dropout_and_refuses_what_it_lacks(tiny):
+    strong = {"batch_norm": True, "conv_dropout": 0.3, "head_dropout": 0.5}
+    torch.manual_seed(0)
+    model = D.make_model(strong, tiny, net="baseline")
+    assert [(s["name"], s["p"]) for s in D.dropout_sites(model)] == [
+        ("block1.drop", 0.3), ("block2.drop", 0.3), ("block3.drop", 0.3), ("head.drop", 0.5)]
+    torch.manual_seed(0)
+    plain = D.make_model({"batch_norm": True}, tiny, net="baseline")
+    assert D.dropout_sites(plain) == []
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), plain.state_dict().values()))
+    assert model(torch.zeros(2, 3, 24, 32)).shape == (2, 10)
+    for bad in ({"batch_norm": False}, {"conv_dropout": 0.1, "dropout_before_bn": True}):
+        with pytest.raises(ValueError, match="net='small_cnn'"):
+            D.make_model(bad, tiny, net="baseline")
+    with pytest.raises(ValueError, match="net must be one of"):
+        D.make_model({}, tiny, net="resnet")
+
+
+def test_train_config_trains_the_baseline_net_with_the_recipes_label_smoothing(tiny):
+    kw = dict(epochs=1, seed=0, batch_size=16, net="baseline")
+    r = D.train_config({"head_dropout": 0.2}, tiny, keep_model=True, **kw)
+    assert hasattr(r["model"], "stem") and r["test_gap"] == pytest.approx(r["train_acc"] - r["test_acc"])
+    modes = D.accuracy_by_mode(r["model"], tiny["test_x"], tiny["test_y"], tiny["mean"], tiny["std"])
+    assert modes["eval"] == pytest.approx(r["test_acc"])
+    again = D.train_config({"head_dropout": 0.2}, tiny, **kw)
+    hard = D.train_config({"head_dropout": 0.2}, tiny, label_smoothing=0.0, **kw)
+    first = [x["history"]["step"]["loss"][0] for x in (r, again, hard)]
+    assert first[0] == first[1] != first[2]  # same seed, same run; the recipe's smoothing is on
+
+
 def test_train_configs_runs_every_configuration_per_seed_and_keeps_only_asked_models(tiny):
     configs = {"none": TINY, "head": {**TINY, "head_dropout": 0.5}}
     res = D.train_configs(configs, tiny, seeds=[0, 1], keep=("head",), progress=False, epochs=1,
