@@ -3,6 +3,8 @@
 - :func:`configurations`: the table of small-CNN settings compared (no dropout, head only, conv
   only element-/channel-wise, both, each with and without batch norm, and dropout before BN).
 - :func:`layer_sequence`, :func:`dropout_sites`, :func:`draw_placement`: where a model drops units.
+- :func:`make_model`: a configuration as a small CNN, or as the course's baseline net with the
+  same dropout (``standard``'s larger set, where DO-4 and DO-5 need a trained network).
 - :func:`train_config`, :func:`train_configs`: train configurations over seeds on a (sub)set and
   measure train accuracy (eval mode, no augmentation), validation accuracy and the gap.
 - :func:`accuracy_by_mode`: test accuracy with dropout left on (DO-5) against ``model.eval()``.
