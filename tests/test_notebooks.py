@@ -67,6 +67,26 @@ def test_papermill_runs_00_with_injected_parameters(tmp_path):
     assert not any(o.get("output_type") == "error" for c in executed.cells for o in c.get("outputs", []))
 
 
+# The code paths that only `standard` (and `full`) take by default, switched on in `smoke`, so that
+# CI runs them too: notebook, parameters, and the params entry that records the switch.
+STANDARD_PATHS = [("03_dropout_placement", {"large_net": "baseline"}, ("large_net", "baseline")),
+                  ("10_optimizers_and_momentum", {"opt1_net": "baseline"}, ("opt1", {"net": "baseline"}))]
+
+
+@pytest.mark.parametrize("name, params, recorded", STANDARD_PATHS, ids=[p[0][:2] for p in STANDARD_PATHS])
+def test_standard_only_code_paths_run_headless_in_smoke(tmp_path, name, params, recorded):
+    out = tmp_path / f"{name}_out.ipynb"
+    pm.execute_notebook(str(NB_DIR / f"{name}.ipynb"), str(out), cwd=str(NB_DIR),
+                        parameters={"profile": "smoke", "results_dir": str(tmp_path / "res"),
+                                    "interactive": False, **params},
+                        kernel_name="python3", progress_bar=False)
+    got = json.loads((tmp_path / "res" / f"{name}.json").read_text())
+    key, value = recorded
+    seen = got["params"][key]
+    assert (seen.items() >= value.items()) if isinstance(value, dict) else seen == value
+    assert got["verdicts"] and all(v["verdict"] in VERDICTS and v["summary"] for v in got["verdicts"])
+
+
 KNOBS = {"epochs", "lr", "batch_size", "n_seeds", "seeds", "margin", "level", "min_runs", "steps", "train_size",
          "n_images", "widths", "width", "repeats", "ks", "cycle_epochs", "max_steps"}
 

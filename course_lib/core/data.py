@@ -51,6 +51,16 @@ def load_cifar10(device="cpu", cache_path: str | Path | None = None, val_size: i
     return out
 
 
+def head(data: dict, n: int) -> dict:
+    """``data`` with only its first ``n`` training images (every split is in a random order, so
+    this is a random sample): one loaded set serves a lesson's smaller and larger experiments.
+    Validation, test and the normalisation statistics stay those of ``data``; nothing is copied."""
+    if not 1 <= n <= len(data["train_y"]):
+        raise ValueError(f"n must be between 1 and the {len(data['train_y'])} training images loaded, "
+                         f"got {n}: load more with experiment.setup(train_size=...)")
+    return {**data, "train_x": data["train_x"][:n], "train_y": data["train_y"][:n]}
+
+
 def stratified_subset(y: np.ndarray, idx: np.ndarray, size: int, seed: int) -> np.ndarray:
     """``size`` indices from ``idx`` with the class proportions of ``y[idx]`` (scikit-learn does the split)."""
     keep, _ = train_test_split(idx, train_size=size, stratify=y[idx], random_state=seed)

@@ -1,5 +1,6 @@
 """Notebook 10's helpers: optimisers built with their decay made explicit, learning rates chosen
-on the validation split only, paired-seed runs at the chosen rate, a net on which SGD gets
+on the validation split only, paired-seed runs at the chosen rate (on the small CNN, or for
+OPT-1 in ``standard`` on the course's baseline net, which trains to 75%), a net on which SGD gets
 stuck (OPT-3), momentum at a matched effective step (MOM-1), the plots and the widget's run.
 
 Every optimiser comes straight from ``torch.optim``; the point of :func:`build_optimizer` is that
@@ -18,12 +19,15 @@ from matplotlib.figure import Figure
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..core.models import small_cnn
+from ..core import recipes
+from ..core.experiment import metric
+from ..core.models import baseline_net, small_cnn
 from ..core.runs import reinitialize_, train_and_score
 from ..core.train import evaluate, fit, raise_if_interrupted
 from ..ui import plots
 
 KINDS = ("sgd", "adam", "adamw", "rmsprop")
+OPT1_NETS = ("small_cnn", "baseline")  # OPT-1 from section 1's runs, or on the course's net
 
 
 def build_optimizer(model: nn.Module, kind: str, lr: float, *, weight_decay: float,
@@ -121,9 +125,41 @@ def tune_and_repeat(model: nn.Module, data: dict, arm_table: dict, grids: dict, 
     return out
 
 
+def tune_on_baseline_net(data: dict, arm_table: dict, grids: dict, select_seed: int, seeds,
+                         recipe: dict = recipes.BASELINE, bar: bool = True, **fit_kw) -> dict:
+    """:func:`tune_and_repeat` on the course's baseline net, a network that trains to 75% in a
+    few epochs on a CPU, for a claim about trained networks (OPT-1): only the arms named in
+    ``grids``, each tuned on validation and repeated per seed as in section 1.
+
+    The net is ``baseline_net`` at the recipe's width with the recipe's label smoothing and amp
+    (``recipes.net_fit_kw``; the same for every arm). Its stem keeps a random start (no
+    whitening) so that each seed re-initialises it like every other run here; the optimiser,
+    LR, schedule and batch size stay the caller's (``fit_kw``).
+    """
+    unknown = sorted(set(grids) - set(arm_table))
+    if unknown:
+        raise ValueError(f"no optimiser named {unknown}: grids' names must be among {sorted(arm_table)}")
+    model = baseline_net(recipe["width"]).to(data["train_x"].device)
+    kw = {**recipes.net_fit_kw(recipe, data["train_x"].device), **fit_kw}
+    arms_here = {name: arm_table[name] for name in grids}
+    return tune_and_repeat(model, data, arms_here, grids, select_seed, seeds, bar=bar, **kw)
+
+
 def values(runs: list[dict], key: str) -> list[float]:
     """One number per seed from a list of run summaries (e.g. ``"test_acc"``)."""
     return [float(r[key]) for r in runs]
+
+
+def summary_metrics(results: dict, prefix: str = "") -> dict:
+    """The numbers the nightly run compares, from :func:`tune_and_repeat`'s results: per
+    optimiser its mean test accuracy over the seeds (``{prefix}test_acc_{name}``) and its chosen
+    LR (``{prefix}chosen_lr_{name}``), names with "+" and spaces as "_" (``SGD_momentum``)."""
+    out = {}
+    for name, r in results.items():
+        key = name.replace("+", "_").replace(" ", "_")
+        out[f"{prefix}test_acc_{key}"] = metric(statistics.fmean(values(r["runs"], "test_acc")))
+        out[f"{prefix}chosen_lr_{key}"] = r["selection"]["lr"]
+    return out
 
 
 def loss_at(runs: list[dict], epoch: int) -> list[float]:

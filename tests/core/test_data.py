@@ -114,3 +114,12 @@ def test_normalize_leaves_the_callers_images_alone():
         before = given.clone()
         D.normalize(given, *D.channel_stats(x))
         assert torch.equal(given, before)
+
+
+def test_head_keeps_the_first_training_images_and_the_rest_of_the_set(tiny):
+    small = D.head(tiny, 10)
+    assert tuple(small["train_x"].shape) == (10, 3, H, W) and torch.equal(small["train_y"], tiny["train_y"][:10])
+    assert small["val_x"] is tiny["val_x"] and small["mean"] is tiny["mean"] and len(tiny["train_y"]) == 90
+    for n in (0, 91):
+        with pytest.raises(ValueError, match="train_size"):
+            D.head(tiny, n)

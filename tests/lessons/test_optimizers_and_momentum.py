@@ -127,6 +127,39 @@ def test_tune_and_repeat_needs_a_grid_per_arm_and_uses_the_chosen_lr(tiny):
     assert axes[3].get_xscale() == "log" and axes[0].get_yscale() == "log"
 
 
+def test_opt1_on_the_baseline_net_tunes_only_the_named_arms_reproducibly(tiny):
+    table = O.arms()
+    grids = {"SGD+momentum": [0.05], "Adam": [0.001, 0.003]}
+    a = O.tune_on_baseline_net(tiny, table, grids, 7, [0, 1], bar=False, **FIT)
+    b = O.tune_on_baseline_net(tiny, table, grids, 7, [0, 1], bar=False, **FIT)
+    assert set(a) == set(grids) and set(a["Adam"]["selection"]["val_acc"]) == {0.001, 0.003}
+    assert [r["step_loss"] for r in a["Adam"]["runs"]] == [r["step_loss"] for r in b["Adam"]["runs"]]
+    sgd, adam = a["SGD+momentum"]["runs"][0], a["Adam"]["runs"][0]
+    assert sgd["momentum"] == 0.9 and sgd["step_loss"] != adam["step_loss"]  # same start, own optimiser
+    assert all(0.0 <= r["test_acc"] <= 1.0 for r in a["Adam"]["runs"])
+    m = O.summary_metrics(a, prefix="opt1_")
+    assert set(m) == {"opt1_test_acc_SGD_momentum", "opt1_chosen_lr_SGD_momentum", "opt1_test_acc_Adam",
+                      "opt1_chosen_lr_Adam"}
+    mean = sum(r["test_acc"] for r in a["Adam"]["runs"]) / 2
+    assert m["opt1_test_acc_Adam"]["value"] == pytest.approx(mean)
+    assert m["opt1_chosen_lr_Adam"] == a["Adam"]["selection"]["lr"]
+    with pytest.raises(ValueError, match="no optimiser named"):
+        O.tune_on_baseline_net(tiny, table, {"Adamax": [0.001]}, 7, [0], bar=False, **FIT)
+
+
+def test_opt1_on_the_baseline_net_uses_the_recipes_label_smoothing(tiny, monkeypatch):
+    seen = []
+    real_fit = O.train_and_score
+
+    def spy(model, data, **kw):  # the baseline net (it has a stem), with the recipe's smoothing
+        seen.append((hasattr(model, "stem"), kw.get("label_smoothing"), kw.get("batch_size")))
+        return real_fit(model, data, **kw)
+    monkeypatch.setattr(O, "train_and_score", spy)
+    O.tune_on_baseline_net(tiny, O.arms(), {"Adam": [0.001]}, 7, [0], bar=False, **FIT)
+    assert seen and all(s[0] and s[1] == O.recipes.BASELINE["fit"]["label_smoothing"] and s[2] == 30
+                        for s in seen)
+
+
 def test_matched_momentum_steps_and_curve_helpers():
     lrs = O.matched_lrs(1.0, [0.0, 0.5, 0.9, 0.99])
     assert all(lr / (1 - m) == pytest.approx(1.0) for m, lr in lrs.items())
