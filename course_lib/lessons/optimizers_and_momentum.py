@@ -371,10 +371,11 @@ MEANINGS = {
     "OPT-1": {
         "supported": "Adam fell faster early and still ended below tuned SGD with momentum on test "
                      "accuracy: the pattern Wilson et al. report, here already after a short run.",
-        "not supported": "At least one half failed outright: either Adam was not faster early, or it "
-                         "generalised as well as or better than SGD with momentum. In a few epochs on a "
-                         "subset with batch norm, the generalisation gap Wilson et al. saw after hundreds "
-                         "of epochs has not had time to open; 'faster' also depends on the LR each won.",
+        "not supported": "At least one half failed outright (the parts above say which). Adam not "
+                         "faster early: at tuned LRs SGD with momentum can fall as fast, and 'faster' "
+                         "depends on the LR each won. Adam generalising as well as SGD with momentum: in "
+                         "a few epochs the gap Wilson et al. saw after hundreds may not have opened yet. "
+                         "A claim with two halves fails when either does; read them apart.",
         "inconclusive": "The seed noise of short runs on a small subset hides the effect either way; "
                         "the published gap needs long training on the full set (the `full` profile)."},
     "OPT-2": {
