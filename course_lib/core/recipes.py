@@ -44,6 +44,19 @@ PLAIN = {"width": 16, "whiten_images": 0, "resize": ((1.0, 1.0),),
          "fit": {"epochs": 5, "batch_size": 256, "lr": 0.2, "label_smoothing": 0.1}, "amp": False}
 
 
+# The nets a notebook's ``net`` parameter names: the lesson's own small CNN, or BASELINE's net.
+NETS = ("small_cnn", "baseline")
+
+
+def is_baseline(net: str) -> bool:
+    """Whether a notebook's ``net`` parameter names the course's baseline net ("baseline") rather
+    than the lesson's small CNN ("small_cnn"); any other value is refused, with the allowed
+    names, before anything trains."""
+    if net not in NETS:
+        raise ValueError(f"net must be one of {NETS}, got {net!r}")
+    return net == "baseline"
+
+
 def bf16_is_fast(device: torch.device) -> bool:
     """True on CUDA, and on CPUs with bf16 instructions (AVX512-BF16 or AMX), where bf16 autocast
     makes a training step cheaper; False elsewhere, where it is emulated and slower."""

@@ -89,3 +89,10 @@ def test_fit_kw_gives_a_recipe_to_any_fit_call_and_its_resizing_follows_the_epoc
     # a run whose length the recipe's resizing does not fit (a snapshot run) can switch it off
     assert recipes.fit_kw(recipes.BASELINE, torch.device("cpu"), batch_transform=None)["batch_transform"] is None
     assert "batch_transform" not in recipes.fit_kw(recipes.PLAIN, torch.device("cpu"))
+
+
+def test_a_notebooks_net_parameter_is_checked_before_anything_trains():
+    assert recipes.is_baseline("baseline") and not recipes.is_baseline("small_cnn")
+    for bad in ("Baseline", "resnet", None):
+        with pytest.raises(ValueError, match="small_cnn"):
+            recipes.is_baseline(bad)
