@@ -48,12 +48,13 @@ PLAIN = {"width": 16, "whiten_images": 0, "resize": ((1.0, 1.0),),
 NETS = ("small_cnn", "baseline")
 
 
-def is_baseline(net: str) -> bool:
-    """Whether a notebook's ``net`` parameter names the course's baseline net ("baseline") rather
-    than the lesson's small CNN ("small_cnn"); any other value is refused, with the allowed
-    names, before anything trains."""
+def is_baseline(net: str, name: str = "net") -> bool:
+    """Whether a notebook's net parameter (called ``name`` in its parameters cell) names the
+    course's baseline net ("baseline") rather than the lesson's small CNN ("small_cnn"); any
+    other value is refused, with the parameter's name and the allowed values, before anything
+    trains."""
     if net not in NETS:
-        raise ValueError(f"net must be one of {NETS}, got {net!r}")
+        raise ValueError(f"{name} must be one of {NETS}, got {net!r}")
     return net == "baseline"
 
 

@@ -27,7 +27,6 @@ from ..core.train import evaluate, fit, raise_if_interrupted
 from ..ui import plots
 
 KINDS = ("sgd", "adam", "adamw", "rmsprop")
-OPT1_NETS = ("small_cnn", "baseline")  # OPT-1 from section 1's runs, or on the course's net
 
 
 def build_optimizer(model: nn.Module, kind: str, lr: float, *, weight_decay: float,

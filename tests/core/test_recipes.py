@@ -96,3 +96,5 @@ def test_a_notebooks_net_parameter_is_checked_before_anything_trains():
     for bad in ("Baseline", "resnet", None):
         with pytest.raises(ValueError, match="small_cnn"):
             recipes.is_baseline(bad)
+    with pytest.raises(ValueError, match="opt1_net must be one of"):
+        recipes.is_baseline("resnet", "opt1_net")
