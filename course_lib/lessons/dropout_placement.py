@@ -139,9 +139,6 @@ def subset(data: dict, n: int | None, seed: int = 0) -> dict:
     return {**data, "train_x": data["train_x"][keep], "train_y": data["train_y"][keep]}
 
 
-NETS = ("small_cnn", "baseline")
-
-
 def make_model(config: dict, data: dict, net: str = "small_cnn", widths=(32, 64, 128)) -> nn.Module:
     """One configuration's fresh model on the data's device (seed first: same seed, same weights).
 
@@ -152,9 +149,7 @@ def make_model(config: dict, data: dict, net: str = "small_cnn", widths=(32, 64,
     It has batch norm after every conv, so configurations without it, or with dropout before it,
     are refused with a pointer to the small CNN.
     """
-    if net not in NETS:
-        raise ValueError(f"net must be one of {NETS}, got {net!r}")
-    if net == "small_cnn":
+    if not recipes.is_baseline(net):  # refuses any other name
         return small_cnn(widths=widths, **config).to(data["train_x"].device)
     if not config.get("batch_norm", True) or config.get("dropout_before_bn", False):
         raise ValueError(f"the baseline net always has batch norm, with dropout after it: {config} needs "
