@@ -205,6 +205,42 @@ def key_runs(model: nn.Module, data: dict, grid: list[dict], batch_sizes, lrs, s
     return out
 
 
+def tune_batch_sizes(model: nn.Module, data: dict, grids: dict, select_seed: int, seeds,
+                     progress: bool = True, **fit_kw) -> dict:
+    """For each batch size in ``grids`` (``{batch size: [LRs]}``): choose its LR on validation, one
+    run per LR at ``select_seed``, then train it once per seed in ``seeds`` at that LR, keeping
+    the weights so that :func:`key_measures` can score the runs on the test split.
+
+    Each batch size gets a grid of its own because its best LR moves with it (LR-1); a seed
+    outside ``seeds`` chooses, so no run that is compared also chose. Returns
+    ``{batch size: {"selection": {"lr", "val_acc": {lr: accuracy}}, "runs": [one per seed]}}``;
+    ``{bs: r["runs"]}`` is :func:`key_runs`' shape.
+    """
+    if not grids or any(not lrs for lrs in grids.values()):
+        raise ValueError(f"grids must give every batch size at least one LR, got {grids}")
+    out = {}
+    for bs, lrs in grids.items():
+        tried = train_bs_lr_grid(model, data, [bs], lrs, seeds=[select_seed], progress=progress, **fit_kw)
+        best = max(tried, key=lambda r: r["val_acc"])
+        runs = train_bs_lr_grid(model, data, [bs], [best["lr"]], seeds=seeds, progress=progress,
+                                keep_states=True, **fit_kw)
+        out[bs] = {"selection": {"lr": best["lr"], "val_acc": {r["lr"]: r["val_acc"] for r in tried}},
+                   "runs": runs}
+    return out
+
+
+def tuned_table(tuned: dict, measures: dict) -> str:
+    """A plain-text table of :func:`tune_batch_sizes`' results: per batch size the validation
+    accuracy of every LR tried, the chosen LR and, over the seeds (``measures`` from
+    :func:`key_measures`), the mean test accuracy and train-test gap."""
+    lines = [f"{'batch':>5s}  {'val acc per LR tried':40s} {'chosen':>7s} {'test acc':>8s} {'gap':>7s}"]
+    for bs, r in tuned.items():
+        tried = ", ".join(f"{lr:g}: {a:.1%}" for lr, a in r["selection"]["val_acc"].items())
+        lines.append(f"{bs:5d}  {tried:40s} {r['selection']['lr']:7.3g} "
+                     f"{np.mean(measures['test_acc'][bs]):8.1%} {np.mean(measures['gap'][bs]):+7.1%}")
+    return "\n".join(lines)
+
+
 def per_seed(readings: dict, batch_sizes) -> dict:
     """From :func:`read_grid`: per batch size, one value per seed of ``log10_best_lr`` and
     ``window_decades`` (the good-LR window's width), in seed order (so seeds pair up)."""
@@ -389,8 +425,9 @@ MEANINGS = {
         "supported": "The large batch scored lower on the test split and with a larger "
                      "train-test gap: the pattern Keskar et al. (2017) attribute to sharp minima.",
         "not supported": "Either the large batch did not score lower, or it did but with a "
-                         "smaller gap: plain under-training (16x fewer steps), which Hoffer et al. "
-                         "(2017) show closes with more updates, not a sharp minimum.",
+                         "smaller gap: plain under-training (at equal epochs the large batch takes "
+                         "8-16x fewer steps), which Hoffer et al. (2017) show closes with more "
+                         "updates, not a sharp minimum.",
         "inconclusive": "At least one part could not be told from seed noise.",
     },
     "LR-5": {

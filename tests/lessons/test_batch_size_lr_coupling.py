@@ -162,3 +162,25 @@ def test_kept_states_score_each_chosen_run_on_the_test_split_and_pair_by_seed(ti
             assert (math.isnan(e) and math.isnan(s)) or s == pytest.approx(e * (n // bs))
     with pytest.raises(ValueError, match="keep_states=True"):
         score_test_split(model, tiny, {"val_acc": 0.5})
+
+
+def test_tune_batch_sizes_picks_each_lr_on_validation_then_repeats_it_per_seed(tiny):
+    from course_lib.lessons.batch_size_lr_coupling import key_measures, tune_batch_sizes, tuned_table
+    model = tiny_model()
+    grids = {8: [0.001, 0.3], 16: [0.01, 0.1, 0.3]}
+    kw = dict(epochs=2, schedule="cosine", train_eval=16)
+    tuned = tune_batch_sizes(model, tiny, grids, select_seed=100, seeds=[0, 1], progress=False, **kw)
+    assert list(tuned) == [8, 16]
+    for bs, r in tuned.items():
+        sel = r["selection"]
+        assert list(sel["val_acc"]) == grids[bs]
+        assert sel["val_acc"][sel["lr"]] == max(sel["val_acc"].values()), "the best on validation"
+        assert [(x["batch_size"], x["lr"], x["seed"]) for x in r["runs"]] == [(bs, sel["lr"], 0), (bs, sel["lr"], 1)]
+    again = tune_batch_sizes(model, tiny, {16: [tuned[16]["selection"]["lr"]]}, 100, [1], progress=False, **kw)
+    assert again[16]["runs"][0]["val_acc"] == pytest.approx(tuned[16]["runs"][1]["val_acc"]), "seeds reproduce"
+    m = key_measures(model, tiny, {bs: r["runs"] for bs, r in tuned.items()}, target=0.2)
+    assert len(m["test_acc"][8]) == 2 and all(0 <= a <= 1 for a in m["test_acc"][16])
+    table = tuned_table(tuned, m).splitlines()
+    assert len(table) == 3 and table[1].split()[0] == "8" and "0.001:" in table[1]
+    with pytest.raises(ValueError, match="at least one LR"):
+        tune_batch_sizes(model, tiny, {8: []}, 100, [0])
