@@ -193,3 +193,13 @@ def test_panel_run_returns_a_history_with_the_reference_curves(tiny):
 def test_meanings_cover_every_claim_and_outcome():
     assert set(O.MEANINGS) == {"OPT-1", "OPT-2", "OPT-3", "OPT-4", "OPT-5", "MOM-1"}
     assert all(set(m) == {"supported", "not supported", "inconclusive"} for m in O.MEANINGS.values())
+
+
+def test_runs_repeated_on_the_baseline_net_pair_with_the_tuned_ones(tiny):
+    table = O.arms()
+    tuned = O.tune_on_baseline_net(tiny, table, {"Adam": [0.003]}, 7, [0, 1], bar=False, **FIT)["Adam"]
+    kind, momentum, wd = table["Adam"]
+    same = O.repeat_on_baseline_net(tiny, kind, 0.003, [0, 1], weight_decay=wd, momentum=momentum, **FIT)
+    assert [r["step_loss"] for r in same] == [r["step_loss"] for r in tuned["runs"]], "same net, seeds, settings"
+    default = O.repeat_on_baseline_net(tiny, kind, 0.001, [1], weight_decay=wd, **FIT)
+    assert default[0]["step_loss"] != same[1]["step_loss"] and 0.0 <= default[0]["test_acc"] <= 1.0
