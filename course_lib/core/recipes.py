@@ -123,6 +123,15 @@ def recipe_model(data: dict, recipe: dict, width: int | None = None, **dropout) 
     return model
 
 
+def comparison_net(data: dict, recipe: dict = BASELINE, **fit_kw) -> tuple[torch.nn.Module, dict]:
+    """The recipe's net for a lesson's own comparison of optimisers, batch sizes or LRs, and the
+    ``fit`` keywords to train it with: :func:`recipe_model` with a random stem (no whitening), so
+    that re-initialising it from a seed starts every run alike, and ``fit_kw`` over
+    :func:`net_fit_kw` (the recipe's label smoothing and amp)."""
+    model = recipe_model(data, {**recipe, "whiten_images": 0})
+    return model, {**net_fit_kw(recipe, data["train_x"].device), **fit_kw}
+
+
 def net_fit_kw(recipe: dict, device: torch.device) -> dict:
     """The ``fit`` keywords that go with the recipe's net whatever a lesson compares: its label
     smoothing and its amp on ``device`` (:func:`amp_for`). No schedule, LR, batch size or

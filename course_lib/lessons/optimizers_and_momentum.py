@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from ..core import recipes
 from ..core.experiment import metric
-from ..core.models import baseline_net, small_cnn
+from ..core.models import small_cnn
 from ..core.runs import reinitialize_, train_and_score
 from ..core.train import evaluate, fit, raise_if_interrupted
 from ..ui import plots
@@ -138,7 +138,7 @@ def tune_on_baseline_net(data: dict, arm_table: dict, grids: dict, select_seed: 
     unknown = sorted(set(grids) - set(arm_table))
     if unknown:
         raise ValueError(f"no optimiser named {unknown}: grids' names must be among {sorted(arm_table)}")
-    model, kw = baseline_model(data, recipe, **fit_kw)
+    model, kw = recipes.comparison_net(data, recipe, **fit_kw)
     arms_here = {name: arm_table[name] for name in grids}
     return tune_and_repeat(model, data, arms_here, grids, select_seed, seeds, bar=bar, **kw)
 
@@ -148,16 +148,8 @@ def repeat_on_baseline_net(data: dict, kind: str, lr: float, seeds, recipe: dict
     """:func:`repeat` on the net and with the ``fit`` keywords :func:`tune_on_baseline_net`
     uses, so that its runs pair seed by seed with that function's (OPT-2: Adam at its default
     LR beside Adam tuned on the baseline net)."""
-    model, kw = baseline_model(data, recipe, **fit_kw)
+    model, kw = recipes.comparison_net(data, recipe, **fit_kw)
     return repeat(model, data, kind, lr, seeds, weight_decay=weight_decay, momentum=momentum, **kw)
-
-
-def baseline_model(data: dict, recipe: dict = recipes.BASELINE, **fit_kw) -> tuple[nn.Module, dict]:
-    """``baseline_net`` at the recipe's width on the data's device (its stem randomly started,
-    re-initialised per seed like every run here) and ``fit_kw`` over the recipe's label smoothing
-    and amp (``recipes.net_fit_kw``)."""
-    device = data["train_x"].device
-    return baseline_net(recipe["width"]).to(device), {**recipes.net_fit_kw(recipe, device), **fit_kw}
 
 
 def values(runs: list[dict], key: str) -> list[float]:

@@ -98,3 +98,14 @@ def test_a_notebooks_net_parameter_is_checked_before_anything_trains():
             recipes.is_baseline(bad)
     with pytest.raises(ValueError, match="opt1_net must be one of"):
         recipes.is_baseline("resnet", "opt1_net")
+
+
+def test_a_comparison_net_is_the_recipes_net_with_a_random_stem_and_its_fit_keywords(tiny):
+    model, kw = recipes.comparison_net(tiny, recipes.BASELINE, epochs=2, label_smoothing=0.0)
+    w = model.stem.conv.weight
+    assert w.shape[0] == recipes.BASELINE["width"] and not torch.equal(w[2:4], -w[:2]), "not whitened"
+    assert kw["epochs"] == 2 and kw["label_smoothing"] == 0.0, "the caller's keywords win"
+    assert kw["amp"] == recipes.amp_for(recipes.BASELINE, tiny["train_x"].device)
+    _, default = recipes.comparison_net(tiny)
+    assert default == recipes.net_fit_kw(recipes.BASELINE, tiny["train_x"].device)
+    assert model(torch.zeros(2, 3, 24, 32)).shape == (2, 10), "any image size (global pooling)"
