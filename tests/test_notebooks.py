@@ -73,7 +73,8 @@ def test_papermill_runs_00_with_injected_parameters(tmp_path):
 # and four more papermill runs would cost CI about 2.5 minutes.)
 STANDARD_PATHS = [("02_batch_size_lr_coupling", {"lr4_net": "baseline"}, ("lr4_net", "baseline")),
                   ("03_dropout_placement", {"large_net": "baseline"}, ("large_net", "baseline")),
-                  ("10_optimizers_and_momentum", {"opt1_net": "baseline"}, ("opt1", {"net": "baseline"}))]
+                  ("10_optimizers_and_momentum", {"opt1_net": "baseline"}, ("opt1", {"net": "baseline"})),
+                  ("11_init_activations_norm_depth", {"bn1_net": "baseline"}, ("bn1_net", "baseline"))]
 
 
 @pytest.mark.parametrize("name, params, recorded", STANDARD_PATHS, ids=[p[0][:2] for p in STANDARD_PATHS])

@@ -96,13 +96,18 @@ def small_cnn(widths=(32, 64, 128), convs_per_block: int = 1, batch_norm: bool =
     return model
 
 
-def _conv_group(c_in: int, c_out: int, dropout: nn.Module | None = None) -> nn.Sequential:
-    """airbench's block: conv -> pool -> bn -> gelu -> conv -> bn -> gelu (-> ``dropout``)."""
-    layers = OrderedDict(
-        conv1=nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), pool=nn.MaxPool2d(2),
-        bn1=nn.BatchNorm2d(c_out), act1=nn.GELU(),
-        conv2=nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), bn2=nn.BatchNorm2d(c_out),
-        act2=nn.GELU())
+def _conv_group(c_in: int, c_out: int, dropout: nn.Module | None = None,
+                batch_norm: bool = True) -> nn.Sequential:
+    """airbench's block: conv -> pool -> bn -> gelu -> conv -> bn -> gelu (-> ``dropout``).
+    Without ``batch_norm`` the bn layers are left out and the convs get biases instead."""
+    layers = OrderedDict(conv1=nn.Conv2d(c_in, c_out, 3, padding=1, bias=not batch_norm),
+                         pool=nn.MaxPool2d(2))
+    if batch_norm:
+        layers["bn1"] = nn.BatchNorm2d(c_out)
+    layers.update(act1=nn.GELU(), conv2=nn.Conv2d(c_out, c_out, 3, padding=1, bias=not batch_norm))
+    if batch_norm:
+        layers["bn2"] = nn.BatchNorm2d(c_out)
+    layers["act2"] = nn.GELU()
     if dropout is not None:
         layers["drop"] = dropout
     return nn.Sequential(layers)
@@ -131,7 +136,7 @@ def _dropout(p: float, kind: str, name: str) -> nn.Module | None:
 
 def fast_net(widths=(64, 256, 256), stem: int = 32, num_classes: int = 10,
              logit_scale: float = 1 / 9, conv_dropout: float = 0.0, head_dropout: float = 0.0,
-             dropout_kind: str = "element") -> nn.Sequential:
+             dropout_kind: str = "element", batch_norm: bool = True) -> nn.Sequential:
     """A fast CIFAR-10 net after Keller Jordan's airbench: a 3x3 stem then three conv groups
     (each halves the resolution) and a linear head on global max pooling.
 
@@ -139,13 +144,19 @@ def fast_net(widths=(64, 256, 256), stem: int = 32, num_classes: int = 10,
     (``widths=(32, 64, 128)``) trade accuracy for speed on a CPU. Dropout is off by default (airbench
     has none); notebook 03 places it where ``small_cnn`` does: ``conv_dropout`` at the end of each
     conv group (``dropout_kind`` "element" or "channel"), ``head_dropout`` before the linear layer.
+    ``batch_norm=False`` leaves out every batch-norm layer (the convs get biases instead): the same
+    net without normalisation, for BN-1 (notebook 11).
     """
     head_drop = _dropout(head_dropout, "element", "head_dropout")
-    layers = OrderedDict(stem=nn.Sequential(OrderedDict(
-        conv=nn.Conv2d(3, stem, 3, padding=1, bias=False), bn=nn.BatchNorm2d(stem), act=nn.GELU())))
+    stem_layers = OrderedDict(conv=nn.Conv2d(3, stem, 3, padding=1, bias=not batch_norm))
+    if batch_norm:
+        stem_layers["bn"] = nn.BatchNorm2d(stem)
+    stem_layers["act"] = nn.GELU()
+    layers = OrderedDict(stem=nn.Sequential(stem_layers))
     c_in = stem
     for b, width in enumerate(widths, start=1):
-        layers[f"block{b}"] = _conv_group(c_in, width, _dropout(conv_dropout, dropout_kind, "conv_dropout"))
+        layers[f"block{b}"] = _conv_group(c_in, width, _dropout(conv_dropout, dropout_kind, "conv_dropout"),
+                                          batch_norm)
         c_in = width
     head = OrderedDict(pool=nn.AdaptiveMaxPool2d(1), flatten=nn.Flatten())
     if head_drop is not None:
@@ -196,12 +207,13 @@ def build_model(name: str, **kwargs) -> nn.Sequential:
     return builders[name](**kwargs)
 
 
-def baseline_net(width: int = 16, **dropout) -> nn.Sequential:
+def baseline_net(width: int = 16, **options) -> nn.Sequential:
     """The course's baseline: ``fast_net`` with widths (2w, 4w, 8w) and a stem of w channels.
 
-    w=16 (about 0.3 M parameters) suits a CPU; w=48 (about 2.6 M) a GPU. ``dropout``
-    (``conv_dropout``, ``head_dropout``, ``dropout_kind``) goes to ``fast_net``; none by default.
+    w=16 (about 0.3 M parameters) suits a CPU; w=48 (about 2.6 M) a GPU. ``options``
+    (``conv_dropout``, ``head_dropout``, ``dropout_kind``, ``batch_norm``) go to ``fast_net``:
+    no dropout and batch norm on by default.
     """
     if width < 1:
         raise ValueError(f"width must be at least 1, got {width}")
-    return fast_net(widths=(2 * width, 4 * width, 8 * width), stem=width, **dropout)
+    return fast_net(widths=(2 * width, 4 * width, 8 * width), stem=width, **options)

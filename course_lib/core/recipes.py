@@ -111,11 +111,12 @@ def progressive_resizing(scales):
     return transform
 
 
-def recipe_model(data: dict, recipe: dict, width: int | None = None, **dropout) -> torch.nn.Module:
+def recipe_model(data: dict, recipe: dict, width: int | None = None, **options) -> torch.nn.Module:
     """``baseline_net`` of the recipe's width (or ``width``) on the data's device, its stem
     whitened from the first ``recipe["whiten_images"]`` training images when that is above 0.
-    ``dropout`` (``conv_dropout``, ``head_dropout``, ``dropout_kind``) goes to ``baseline_net``."""
-    model = baseline_net(width or recipe["width"], **dropout).to(data["train_x"].device)
+    ``options`` (``conv_dropout``, ``head_dropout``, ``dropout_kind``, ``batch_norm``) go to
+    ``baseline_net``."""
+    model = baseline_net(width or recipe["width"], **options).to(data["train_x"].device)
     n = recipe.get("whiten_images", 0)
     if n:
         images = normalize(data["train_x"][:n], data["mean"], data["std"], channels_last=False)
@@ -123,12 +124,14 @@ def recipe_model(data: dict, recipe: dict, width: int | None = None, **dropout) 
     return model
 
 
-def comparison_net(data: dict, recipe: dict = BASELINE, **fit_kw) -> tuple[torch.nn.Module, dict]:
+def comparison_net(data: dict, recipe: dict = BASELINE, batch_norm: bool = True,
+                   **fit_kw) -> tuple[torch.nn.Module, dict]:
     """The recipe's net for a lesson's own comparison of optimisers, batch sizes or LRs, and the
     ``fit`` keywords to train it with: :func:`recipe_model` with a random stem (no whitening), so
     that re-initialising it from a seed starts every run alike, and ``fit_kw`` over
-    :func:`net_fit_kw` (the recipe's label smoothing and amp)."""
-    model = recipe_model(data, {**recipe, "whiten_images": 0})
+    :func:`net_fit_kw` (the recipe's label smoothing and amp). ``batch_norm=False`` builds the
+    same net without its batch-norm layers (BN-1)."""
+    model = recipe_model(data, {**recipe, "whiten_images": 0}, batch_norm=batch_norm)
     return model, {**net_fit_kw(recipe, data["train_x"].device), **fit_kw}
 
 

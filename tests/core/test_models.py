@@ -7,7 +7,8 @@ from course_lib.core import models as M
 
 
 @pytest.mark.parametrize("build", [lambda: M.small_cnn(), lambda: M.fast_net((16, 32, 64), stem=8),
-                                   lambda: M.baseline_net(8), lambda: M.small_cnn(batch_norm=False)])
+                                   lambda: M.baseline_net(8), lambda: M.small_cnn(batch_norm=False),
+                                   lambda: M.baseline_net(8, batch_norm=False)])
 @pytest.mark.parametrize("hw", [(32, 24), (24, 32), (40, 40), (16, 20)])
 def test_output_shape_for_non_square_and_other_sizes(build, hw):
     out = build()(torch.randn(3, 3, *hw))
@@ -62,6 +63,20 @@ def test_baseline_net_without_dropout_is_the_same_net_with_the_same_seed():
     for other in (zero, dropped):
         assert list(other.state_dict()) == list(plain.state_dict())
         assert all(torch.equal(a, b) for a, b in zip(other.state_dict().values(), plain.state_dict().values()))
+
+
+def test_baseline_net_without_batch_norm_has_no_norm_layers_and_biased_convs():
+    with_bn, without = M.baseline_net(8), M.baseline_net(8, batch_norm=False)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in without.modules())
+    convs = [m for m in without.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 7 and all(c.bias is not None for c in convs)  # a bias takes over BN's shift
+    assert all(m.bias is None for m in with_bn.modules() if isinstance(m, nn.Conv2d))
+    bn_params = sum(m.weight.numel() + m.bias.numel() for m in with_bn.modules() if isinstance(m, nn.BatchNorm2d))
+    conv_biases = sum(c.bias.numel() for c in convs)
+    assert bn_params == 2 * conv_biases  # one channel each
+    assert M.count_parameters(without) == M.count_parameters(with_bn) - bn_params + conv_biases
+    names = [n for n, _ in without.block1.named_children()]
+    assert names == ["conv1", "pool", "act1", "conv2", "act2"]
 
 
 def test_dropout_is_inactive_in_eval_mode():

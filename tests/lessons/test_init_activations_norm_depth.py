@@ -166,6 +166,29 @@ def test_lr_selection_reads_only_validation(tiny):
         L.select_lr(tiny, [], 0, dict(depth=8), **FIT)
 
 
+def test_bn1_on_the_baseline_net_chooses_on_validation_and_pairs_seeds(tiny):
+    grids = {"none": [1e-3, 0.05], "batch": [0.2]}
+    fit = dict(FIT, evaluate_val=False)
+    chosen = L.tune_on_baseline_net(GuardedSplits(tiny), grids, 7, [], 5.0, bar=False, **fit)
+    got = L.tune_on_baseline_net(tiny, grids, 7, [0, 1], 5.0, bar=False, **fit)
+    assert list(got) == ["no norm", "batch norm"]
+    sel = got["no norm"]["selection"]
+    assert sel == chosen["no norm"]["selection"], "the selection reads validation only, and repeats"
+    assert set(sel["val_acc"]) == {1e-3, 0.05} and sel["lr"] == max(sel["val_acc"], key=sel["val_acc"].get)
+    for r in got.values():
+        assert [run["seed"] for run in r["runs"]] == [0, 1]
+        assert all(run["lr"] == r["selection"]["lr"] for run in r["runs"])
+        assert all(run["steps_to"] == L.steps_to_target(run["step_loss"], 5.0) for run in r["runs"])
+        assert all(0 <= run["test_acc"] <= 1 for run in r["runs"])
+    assert got["no norm"]["runs"][0]["step_loss"] != got["no norm"]["runs"][1]["step_loss"]
+    again = L.tune_on_baseline_net(tiny, grids, 7, [0, 1], 5.0, bar=False, **fit)
+    assert [r["step_loss"] for r in again["batch norm"]["runs"]] == \
+        [r["step_loss"] for r in got["batch norm"]["runs"]], "seeds reproduce"
+    for bad in ({"layer": [0.1]}, {"none": []}):
+        with pytest.raises(ValueError, match="grids must map"):
+            L.tune_on_baseline_net(tiny, bad, 7, [0], 5.0, **fit)
+
+
 def test_the_planted_swap_hides_on_square_and_shows_on_non_square():
     square, wide = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 24, 32)
     assert L.crop_check(square, 16, 16)["same"]
