@@ -70,8 +70,10 @@ def test_papermill_runs_00_with_injected_parameters(tmp_path):
 # The notebook sections that only `standard` (and `full`) run by default, switched on in `smoke`, so
 # that CI runs them too: notebook, parameters, and the params entry that records the switch. (04,
 # 05, 07 and 08 run the same cells with either net; their lessons' baseline paths have unit tests,
-# and four more papermill runs would cost CI about 2.5 minutes.)
-STANDARD_PATHS = [("02_batch_size_lr_coupling", {"lr4_net": "baseline"}, ("lr4_net", "baseline")),
+# and four more papermill runs would cost CI about 2.5 minutes. 01 too runs the same cells, but
+# its lesson's range test and trainings have no unit test with the baseline net's keywords.)
+STANDARD_PATHS = [("01_lr_range_test", {"net": "baseline"}, ("net", "baseline")),
+                  ("02_batch_size_lr_coupling", {"lr4_net": "baseline"}, ("lr4_net", "baseline")),
                   ("03_dropout_placement", {"large_net": "baseline"}, ("large_net", "baseline")),
                   ("10_optimizers_and_momentum", {"opt1_net": "baseline"}, ("opt1", {"net": "baseline"})),
                   ("11_init_activations_norm_depth", {"bn1_net": "baseline"}, ("bn1_net", "baseline"))]
