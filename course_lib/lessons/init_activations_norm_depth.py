@@ -1,6 +1,7 @@
 """Notebook 11's helpers: plain and residual conv nets of any depth with a chosen init,
 activation and normalisation, the per-layer gradient-norm profile at initialisation, dead-unit
-counting, paired-seed training runs, a planted height/width swap (DBG-4), plots and the widget.
+counting, paired-seed training runs, BN-1 on the course's baseline net with and without batch
+norm, a planted height/width swap (DBG-4), plots and the widget.
 
 The net (:func:`conv_net`) follows He et al.'s CIFAR ResNets (6n + 2 weight layers) at one
 constant width: a 3x3 stem conv and 2x2 max pooling, three stages of ``(depth - 2) / 3`` convs
