@@ -98,3 +98,22 @@ def train_and_score(model: nn.Module, data: dict, seed: int = 0, reinit: bool = 
             "train_loss": e["train_loss"][-1] if e["train_loss"] and not diverged else math.nan,
             "train_seconds": train_seconds, "images_per_s": images / total if total > 0 else math.nan,
             "diverged": diverged, "history": hist}
+
+
+def choose_on_validation(run, grid, seed: int, *, train_single: bool = True) -> dict:
+    """Choose a setting as every "each arm at its own best LR" comparison in the course does: one
+    run per value in ``grid`` at ``seed`` (a seed that no compared run uses), scored on
+    **validation** only, keeping the best (the first of equal scores; a diverged run scores what
+    it scores, about chance). ``run(value, seed)`` trains and returns a summary with
+    ``"val_acc"`` and must not read the test split. ``train_single=False`` returns a one-value
+    grid untrained (its score NaN): there is nothing to choose.
+
+    Returns ``{"lr": best, "val_acc": {value: score}, "runs": {value: summary}}``."""
+    grid = list(grid)
+    if not grid:
+        raise ValueError("the LR grid is empty: give at least one learning rate")
+    if len(grid) == 1 and not train_single:
+        return {"lr": grid[0], "val_acc": {grid[0]: math.nan}, "runs": {}}
+    runs = {value: run(value, seed) for value in grid}
+    scores = {value: float(r["val_acc"]) for value, r in runs.items()}
+    return {"lr": max(grid, key=scores.get), "val_acc": scores, "runs": runs}

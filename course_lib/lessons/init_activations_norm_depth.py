@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from ..core import recipes
 from ..core.data import normalize
 from ..core.models import ACTIVATIONS, count_parameters, make_activation
-from ..core.runs import train_and_score
+from ..core.runs import choose_on_validation, train_and_score
 from ..core.train import evaluate
 from ..ui import plots
 from ..ui.plots import course_look, figure_png
@@ -317,11 +317,9 @@ def run_arms(data: dict, arms: dict, seeds, progress: bool = True, **kw) -> dict
 def select_lr(data: dict, grid, seed: int, net_kw: dict, **kw) -> dict:
     """One run per LR in ``grid`` (seed ``seed``), scored on **validation** only; keeps the best
     (the first of equal scores). Returns ``{"lr", "val_acc": {lr: acc}}``."""
-    grid = list(grid)
-    if not grid:
-        raise ValueError("the LR grid is empty: give at least one learning rate")
-    scores = {lr: train_run(data, seed, lr, net_kw, test=False, val=True, **kw)["val_acc"] for lr in grid}
-    return {"lr": max(grid, key=scores.get), "val_acc": scores}
+    sel = choose_on_validation(lambda lr, s: train_run(data, s, lr, net_kw, test=False, val=True, **kw),
+                               grid, seed)
+    return {"lr": sel["lr"], "val_acc": sel["val_acc"]}
 
 
 BASELINE_NORMS = {"none": "no norm", "batch": "batch norm"}  # bn1 grids' keys -> arm names
@@ -346,16 +344,14 @@ def tune_on_baseline_net(data: dict, grids: dict, select_seed: int, seeds, targe
     out = {}
     for norm, lrs in grids.items():
         model, kw = recipes.comparison_net(data, recipe, batch_norm=norm == "batch", **fit_kw)
-        scores = {}
-        for lr in lrs:
-            scores[lr] = score_run(model, data, select_seed, lr, reinit=True, val=True, **kw)["val_acc"]
+
+        def run(lr, seed, test=False):
             progress.update()
-        best = max(lrs, key=scores.get)
-        runs = []
-        for s in seeds:
-            runs.append(score_run(model, data, s, best, reinit=True, test=True, target=target, **kw))
-            progress.update()
-        out[BASELINE_NORMS[norm]] = {"selection": {"lr": best, "val_acc": scores}, "runs": runs}
+            return score_run(model, data, seed, lr, reinit=True, val=not test, test=test,
+                             target=target if test else None, **kw)
+        sel = choose_on_validation(run, lrs, select_seed)
+        runs = [run(sel["lr"], s, test=True) for s in seeds]
+        out[BASELINE_NORMS[norm]] = {"selection": {"lr": sel["lr"], "val_acc": sel["val_acc"]}, "runs": runs}
     progress.close()
     return out
 

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from ..core import recipes
 from ..core.experiment import metric
 from ..core.models import small_cnn
-from ..core.runs import reinitialize_, train_and_score
+from ..core.runs import choose_on_validation, reinitialize_, train_and_score
 from ..core.train import evaluate, fit, raise_if_interrupted
 from ..ui import plots
 
@@ -90,14 +90,9 @@ def select_lr(model: nn.Module, data: dict, kind: str, grid, seed: int, *, weigh
     **validation** accuracy (the first on a tie; a diverged run scores what it scores, about
     chance). The test split is never read here. Returns ``{"lr", "val_acc": {lr: acc},
     "runs": {lr: summary}}``."""
-    grid = list(grid)
-    if not grid:
-        raise ValueError("the LR grid is empty: give at least one learning rate")
-    runs = {lr: train_run(model, data, seed, kind, lr, weight_decay=weight_decay, momentum=momentum,
-                          test=False, **fit_kw) for lr in grid}
-    scores = {lr: r["val_acc"] for lr, r in runs.items()}
-    best = max(grid, key=scores.get)  # max keeps the first of equal scores
-    return {"lr": best, "val_acc": scores, "runs": runs}
+    return choose_on_validation(
+        lambda lr, s: train_run(model, data, s, kind, lr, weight_decay=weight_decay, momentum=momentum,
+                                test=False, **fit_kw), grid, seed)
 
 
 def repeat(model: nn.Module, data: dict, kind: str, lr: float, seeds, *, weight_decay: float,

@@ -22,7 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..core.models import small_cnn
-from ..core.runs import reinitialize_
+from ..core.runs import choose_on_validation, reinitialize_
 from ..core.train import NonFiniteLossError, evaluate, fit, raise_if_interrupted
 from ..ui import plots
 
@@ -144,13 +144,9 @@ def select_lr(model: nn.Module, data: dict, grid, seed: int, **kw) -> dict:
     """Train once per LR in ``grid`` and keep the best on **validation** (first on a tie); the
     test split is not read. Returns ``{"lr", "val_acc": {lr: acc}}`` (a one-LR grid is not
     trained: its score is NaN)."""
-    grid = list(grid)
-    if not grid:
-        raise ValueError("the LR grid is empty: give at least one learning rate")
-    if len(grid) == 1:  # nothing to choose: no run needed
-        return {"lr": grid[0], "val_acc": {grid[0]: math.nan}}
-    scores = {lr: train_run(model, data, seed, lr, test=False, **kw)["val_acc"] for lr in grid}
-    return {"lr": max(grid, key=scores.get), "val_acc": scores}
+    sel = choose_on_validation(lambda lr, s: train_run(model, data, s, lr, test=False, **kw), grid, seed,
+                               train_single=False)
+    return {"lr": sel["lr"], "val_acc": sel["val_acc"]}
 
 
 # ----------------------------------------------------------------------------- DIAG-1

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from course_lib.core.models import small_cnn
-from course_lib.core.runs import reinitialize_, train_and_score
+from course_lib.core.runs import choose_on_validation, reinitialize_, train_and_score
 from course_lib.core.train import fit
 
 
@@ -50,3 +50,23 @@ def test_a_diverging_run_is_a_result_not_an_exception(tiny):
 def test_reinitialize_refuses_an_unknown_init():
     with pytest.raises(ValueError, match="init must be one of"):
         reinitialize_(tiny_model(), 0, init="zeros")
+
+
+def test_choose_on_validation_keeps_the_best_first_of_ties_at_the_selection_seed():
+    calls = []
+
+    def run(lr, seed):
+        calls.append((lr, seed))
+        return {"val_acc": {0.01: 0.5, 0.1: 0.7, 1.0: 0.7}[lr], "test_acc": math.nan}
+    sel = choose_on_validation(run, [0.01, 0.1, 1.0], seed=100)
+    assert sel["lr"] == 0.1, "the first of equal scores"
+    assert sel["val_acc"] == {0.01: 0.5, 0.1: 0.7, 1.0: 0.7} and set(sel["runs"]) == {0.01, 0.1, 1.0}
+    assert calls == [(0.01, 100), (0.1, 100), (1.0, 100)], "every value once, at the selection seed"
+    diverged = choose_on_validation(lambda lr, s: {"val_acc": 0.1 if lr > 1 else 0.4}, [3.0, 0.3], 0)
+    assert diverged["lr"] == 0.3
+    calls.clear()
+    single = choose_on_validation(run, [0.1], 0, train_single=False)
+    assert single["lr"] == 0.1 and math.isnan(single["val_acc"][0.1]) and calls == []
+    assert choose_on_validation(run, (v for v in [0.1]), 0)["val_acc"] == {0.1: 0.7}, "any iterable"
+    with pytest.raises(ValueError, match="grid is empty"):
+        choose_on_validation(run, [], 0)
