@@ -346,9 +346,10 @@ def tune_on_baseline_net(data: dict, grids: dict, select_seed: int, seeds, targe
         model, kw = recipes.comparison_net(data, recipe, batch_norm=norm == "batch", **fit_kw)
 
         def run(lr, seed, test=False):
-            progress.update()
-            return score_run(model, data, seed, lr, reinit=True, val=not test, test=test,
-                             target=target if test else None, **kw)
+            summary = score_run(model, data, seed, lr, reinit=True, val=not test, test=test,
+                                target=target if test else None, **kw)
+            progress.update()  # after the run, so the bar counts finished runs
+            return summary
         sel = choose_on_validation(run, lrs, select_seed)
         runs = [run(sel["lr"], s, test=True) for s in seeds]
         out[BASELINE_NORMS[norm]] = {"selection": {"lr": sel["lr"], "val_acc": sel["val_acc"]}, "runs": runs}
