@@ -262,14 +262,6 @@ def shuffle_once(data: dict, seed: int) -> dict:
     return {**data, "train_x": data["train_x"][order], "train_y": data["train_y"][order]}
 
 
-def subset(data: dict, n: int) -> dict:
-    """The first ``n`` training images (a random, roughly class-balanced sample: the cache's order
-    is random) with everything else shared."""
-    if not 1 <= n <= len(data["train_y"]):
-        raise ValueError(f"n must be 1 to {len(data['train_y'])}, got {n}")
-    return {**data, "train_x": data["train_x"][:n], "train_y": data["train_y"][:n]}
-
-
 def run_arm(model: nn.Module, data: dict, seed: int, recipe: dict, mixup_alpha: float = 0.0,
             mixup_off_after: int | None = None, test_sets: dict | None = None, **fit_kw) -> dict:
     """Re-initialise ``model`` from ``seed``, train one arm, and score it on each of

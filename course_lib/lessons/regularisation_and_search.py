@@ -21,6 +21,7 @@ from sklearn.model_selection import ParameterGrid, ParameterSampler
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..core.data import head
 from ..core.models import small_cnn
 from ..core.runs import choose_on_validation, reinitialize_
 from ..core.train import NonFiniteLossError, evaluate, fit, raise_if_interrupted
@@ -81,13 +82,6 @@ def sparsity(model: nn.Module, threshold: float) -> float:
 
 
 # ----------------------------------------------------------------------------- one run
-def subset(data: dict, n: int) -> dict:
-    """The data with only the first ``n`` training images (a random sample: the split is shuffled)."""
-    if not 1 <= n <= len(data["train_y"]):
-        raise ValueError(f"n must be between 1 and {len(data['train_y'])} training images, got {n!r}")
-    return {**data, "train_x": data["train_x"][:n], "train_y": data["train_y"][:n]}
-
-
 def train_run(model: nn.Module, data: dict, seed: int, lr: float, *, reg: str = "none",
               strength: float = 0.0, weight_decay: float = 0.0, loss: str = "cross-entropy",
               momentum: float = 0.9, test: bool = True, sparsity_threshold: float = 1e-3,
@@ -348,7 +342,7 @@ def run_for_panel(params: dict, data: dict, report, should_stop, device, **fit_k
     from ..ui.widgets import history_reporter
     model = net(params["width"]).to(device)
     reinitialize_(model, 0)
-    part = subset(data, min(params["train_n"], len(data["train_y"])))
+    part = head(data, min(params["train_n"], len(data["train_y"])))
     reg, strength = params["reg"], params["strength"]
 
     def objective(logits, y):
