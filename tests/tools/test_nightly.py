@@ -123,6 +123,8 @@ def test_lower_is_better_and_time_tolerance():
     assert nightly.compare_metrics(rec(14.0), base)[0]["status"] == "ok"
     assert nightly.compare_metrics(rec(16.0), base)[0]["status"] == "regression"
     assert nightly.compare_metrics(rec(4.0), base)[0]["status"] == "improved"
+    # a time named per arm (notebook 05's train_seconds_fixed) is still a time
+    assert nightly.default_tolerance("train_seconds_fixed", 10.0) == nightly.default_tolerance("train_seconds", 10.0)
 
 
 def test_a_metric_marked_timing_gets_the_time_tolerance_whatever_its_name():
